@@ -1,0 +1,118 @@
+"""Admin UI cookies, CSRF tokens and login rate limiting.
+
+Sessions themselves live in the database (admin_ui.sessions), so any replica serves any admin and
+a restart logs nobody out. The cookie carries only a random session id and an HMAC of it under a
+key derived from the server secret, so a forged or guessed id is refused before the database is
+even consulted, and a new secret ends every session.
+
+Every session, including the anonymous one a login or setup form gets, has its own CSRF token
+(an HMAC of the session id). Forms carry it in a `csrf_token` field; htmx and fetch calls send it
+as `X-CSRF-Token`. Login rotates the session id (no session fixation) and logout deletes the
+session server-side, so an old cookie is worthless even if it was copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections import deque
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_ui.sessions import Session, SessionStore
+
+COOKIE = "modelport_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def derive_key(secret: str) -> bytes:
+    """A key used for nothing but session cookies, so it never equals the channel-key secret."""
+    return hmac.new(secret.encode(), b"modelport admin-ui session v1", hashlib.sha256).digest()
+
+
+class LoginLimiter:
+    """At most `limit` failed logins per `window_s`, counted per client IP and per username."""
+
+    def __init__(self, *, limit: int = 5, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._fails: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and now - q[0] > self.window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, ip: str, username: str) -> int:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        now = time.monotonic()
+        wait = 0.0
+        for key in (f"ip:{ip}", f"user:{username.lower()}"):
+            q = self._recent(key, now)
+            if len(q) >= self.limit:
+                wait = max(wait, self.window_s - (now - q[0]))
+        return int(wait) + 1 if wait > 0 else 0
+
+    def failed(self, ip: str, username: str) -> None:
+        now = time.monotonic()
+        if len(self._fails) > 100_000:  # bounded against a flood of random usernames
+            self._fails = {}
+        for key in (f"ip:{ip}", f"user:{username.lower()}"):
+            self._recent(key, now).append(now)
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+
+
+def set_cookie(response: Response, request: Request, store: SessionStore, s: Session) -> None:
+    response.set_cookie(
+        COOKIE,
+        store.cookie_value(s),
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+        path="/",
+        max_age=int(store.max_age_s),
+    )
+
+
+def reads_row(request: Request) -> bool:
+    """Page loads and form posts read the session row (they show what the previous request left
+    there); htmx updates and /api calls may use the replica's short-lived cache."""
+    return request.url.path.startswith("/ui") and not request.headers.get("hx-request")
+
+
+async def current(request: Request) -> Session | None:
+    """The request's session (kept on request.state), logged in or anonymous; None without a
+    cookie this server signed."""
+    if hasattr(request.state, "ui_session"):
+        cached: Session | None = request.state.ui_session
+        return cached
+    store: SessionStore = request.app.state.ui.sessions
+    sid = store.parse(request.cookies.get(COOKIE))
+    session = None if sid is None else await store.lookup(sid, fresh=reads_row(request))
+    request.state.ui_session = session
+    return session
+
+
+def csrf_ok(session: Session | None, presented: str | None) -> bool:
+    return bool(session is not None and presented and hmac.compare_digest(presented, session.csrf))
+
+
+async def api_session_check(request: Request) -> bool:
+    """For gateway.deps.require_admin: a logged-in UI session may use /api/*, but unsafe methods
+    only with a valid X-CSRF-Token header (a cross-site form cannot set headers)."""
+    if COOKIE not in request.cookies:  # the admin token's callers: no session lookup
+        return False
+    session = await current(request)
+    if session is None or session.user is None:
+        return False
+    if request.method in SAFE_METHODS:
+        return True
+    return csrf_ok(session, request.headers.get(CSRF_HEADER))

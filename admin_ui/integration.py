@@ -1,0 +1,99 @@
+"""Plugs the admin UI into the app (called from gateway.app._install_extensions).
+
+Pages live under /ui (/ redirects there), static files under /ui/static. The UI's state (session
+store, login limiter, templates) hangs on app.state.ui; `app.state.admin_session_check` lets a
+logged-in UI session use the One API admin API too (see admin_ui.auth.api_session_check). Ended
+sessions are announced on the cluster bus (`ui_sessions`), which gateway.cluster.integration
+installs after this module, so the wiring waits for startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import RedirectResponse, Response
+
+from admin_ui import auth
+from admin_ui.routes import (
+    channels,
+    dashboard,
+    fastgpt,
+    login,
+    logs,
+    models,
+    playground,
+    tokens,
+)
+from admin_ui.sessions import SessionStore
+from admin_ui.web import (
+    HERE,
+    LoginRequired,
+    UIState,
+    make_templates,
+    require_user,
+    save_session,
+)
+from gateway.auth.secrets import load_or_create_key
+
+log = logging.getLogger("modelport.ui")
+
+
+def install(app: FastAPI) -> None:
+    settings = app.state.settings
+    secret = (
+        settings.secret_key.get_secret_value()
+        if settings.secret_key
+        else load_or_create_key(settings.home)
+    )
+    store = SessionStore(auth.derive_key(secret), app.state.sessions, app.state.box)
+    app.state.ui = UIState(
+        sessions=store,
+        limiter=auth.LoginLimiter(),
+        templates=make_templates(),
+    )
+    app.state.admin_session_check = auth.api_session_check
+
+    app.include_router(login.router, prefix="/ui", include_in_schema=False)
+    for page in (dashboard, channels, tokens, models, logs, fastgpt, playground):
+        app.include_router(
+            page.router,
+            prefix="/ui",
+            dependencies=[Depends(require_user), Depends(save_session, scope="function")],
+            include_in_schema=False,
+        )
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/ui", 307)
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        target = "/ui/login?next=" + request.url.path
+        if request.headers.get("hx-request"):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, 303)
+
+    async def create_admin(app: FastAPI) -> None:
+        password = app.state.settings.admin_password
+        if password is not None and await login.ensure_admin_user(
+            app.state.sessions, "admin", password.get_secret_value()
+        ):
+            log.info("created admin user 'admin' from MODELPORT_ADMIN_PASSWORD")
+
+    async def share_sessions(app: FastAPI) -> None:
+        bus = app.state.bus
+
+        async def ended(msg: dict[str, Any]) -> None:
+            store.forget(msg.get("digest"))  # none (all ended, or Redis reconnected): drop all
+
+        async def announce(digest: str | None) -> None:
+            await bus.publish("ui_sessions", digest=digest)
+
+        bus.on("ui_sessions", ended)
+        store.announce = announce
+
+    app.state.startup_hooks.extend((create_admin, share_sessions))

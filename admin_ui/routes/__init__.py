@@ -1,0 +1,1 @@
+"""One module per admin UI page; each exposes `router`."""

@@ -1,0 +1,1 @@
+"""One API-shaped admin API under /api/*: `{success, message, data}` envelopes."""

@@ -1,0 +1,78 @@
+"""/api/token/*: One API's token endpoints. The full key is returned once, at creation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from gateway.admin_api.envelope import fail, first_error, int_param, json_body, ok
+from gateway.db.crud import tokens as crud
+from gateway.db.models import TokenCreate, TokenCreated, TokenUpdate
+from gateway.db.tables import Token
+from gateway.deps import SessionDep
+
+router = APIRouter(prefix="/token")
+
+
+@router.get("/")
+async def list_tokens(request: Request, session: SessionDep) -> dict[str, Any]:
+    q = request.query_params
+    rows, total = await crud.list_tokens(
+        session,
+        page=int_param(request, "p", 0),
+        page_size=int_param(request, "page_size", 50, lo=1, hi=500),
+        keyword=q.get("keyword", ""),
+    )
+    return ok([crud.to_public(r).model_dump() for r in rows], total=total)
+
+
+@router.get("/search")
+async def search_tokens(request: Request, session: SessionDep) -> dict[str, Any]:
+    rows, total = await crud.list_tokens(
+        session, page_size=500, keyword=request.query_params.get("keyword", "")
+    )
+    return ok([crud.to_public(r).model_dump() for r in rows], total=total)
+
+
+@router.get("/{token_id}")
+async def get_token(token_id: int, session: SessionDep) -> dict[str, Any]:
+    row = await session.get(Token, token_id)
+    return ok(crud.to_public(row).model_dump()) if row else fail(f"token {token_id} does not exist")
+
+
+@router.post("/")
+async def add_token(request: Request, session: SessionDep) -> dict[str, Any]:
+    try:
+        data = TokenCreate.model_validate(await json_body(request))
+    except ValidationError as exc:
+        return fail(first_error(exc))
+    row, key = await crud.create_token(session, data=data)
+    public = crud.to_public(row).model_dump()
+    public["key"] = key
+    return ok(
+        TokenCreated(**public).model_dump(), message="copy the key now: it is shown only once"
+    )
+
+
+@router.put("/")
+async def update_token(request: Request, session: SessionDep) -> dict[str, Any]:
+    try:
+        data = TokenUpdate.model_validate(await json_body(request))
+    except ValidationError as exc:
+        return fail(first_error(exc))
+    status_only = request.query_params.get("status_only") not in (None, "", "0", "false")
+    row = await crud.update_token(session, data=data, status_only=status_only)
+    if row is None:
+        return fail(f"token {data.id} does not exist")
+    request.app.state.auth.invalidate()
+    return ok(crud.to_public(row).model_dump())
+
+
+@router.delete("/{token_id}")
+async def delete_token(token_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
+    if not await crud.delete_token(session, token_id=token_id):
+        return fail(f"token {token_id} does not exist")
+    request.app.state.auth.invalidate()
+    return ok()

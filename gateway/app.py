@@ -1,0 +1,361 @@
+"""Composition root: `create_app(settings)` builds every service and hangs it on app.state.
+
+Nothing here is module-level state: tests build as many independent apps as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from gateway import __version__
+from gateway.admin_api import channels as admin_channels
+from gateway.admin_api import logs as admin_logs
+from gateway.admin_api import status as admin_status
+from gateway.admin_api import tokens as admin_tokens
+from gateway.auth.secrets import SecretBox, load_or_create_key
+from gateway.auth.tokens import TokenAuthenticator
+from gateway.billing.prices import PriceBook
+from gateway.billing.usage import UsageWriter
+from gateway.bootstrap import admin_token_hash, ensure_channels, ensure_tokens, load_prices
+from gateway.channel_routes import remote_entries
+from gateway.db.engine import make_engine, make_sessionmaker, upgrade
+from gateway.deps import require_admin
+from gateway.errors import ModelportError, error_body
+from gateway.limits import make_limiter
+from gateway.logging import configure_logging
+from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
+from gateway.middleware import GatewayMiddleware
+from gateway.monitor import ChannelMonitor
+from gateway.relay.audio.router import router as audio_router
+from gateway.relay.chat.router import router as chat_router
+from gateway.relay.completions.router import router as completions_router
+from gateway.relay.dispatch import Dispatcher
+from gateway.relay.embeddings.router import router as embeddings_router
+from gateway.relay.images.router import router as images_router
+from gateway.relay.models.router import router as models_router
+from gateway.relay.models.service import ModelDirectory
+from gateway.relay.rerank.router import router as rerank_router
+from gateway.relay.service import RelayService
+from gateway.routing import HealthTracker, RouteTable
+from gateway.security import rotation
+from gateway.security.ssrf import safe_fetch
+from gateway.settings import Settings
+from gateway.upstreams.registry import build_upstreams
+
+log = logging.getLogger("modelport")
+
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    sessions = make_sessionmaker(engine)
+    secret = (
+        settings.secret_key.get_secret_value()
+        if settings.secret_key
+        else load_or_create_key(settings.home)
+    )
+    box = SecretBox(secret, [k.get_secret_value() for k in settings.old_secret_keys])
+
+    configure_logging(settings.log_format, settings.log_level)
+    routes = RouteTable()
+    health = HealthTracker(
+        threshold=settings.circuit_threshold, cooldown=settings.circuit_cooldown_s
+    )
+    upstreams = build_upstreams()
+    for upstream in upstreams.values():
+        if hasattr(upstream, "max_response_bytes"):
+            upstream.max_response_bytes = settings.max_response_bytes
+    prices = PriceBook()
+    usage = UsageWriter(
+        sessions, interval=settings.usage_flush_interval_s, batch_size=settings.usage_batch_size
+    )
+    metrics = Metrics()
+    limiter = make_limiter(settings)
+    dispatcher = Dispatcher(routes, health, upstreams, retries=settings.retries)
+    relay = RelayService(
+        dispatcher,
+        prices,
+        usage,
+        sessions,
+        limiter=limiter,
+        metrics=metrics,
+        max_stream_bytes=settings.max_response_bytes,
+    )
+    admin_hash: dict[str, str | None] = {"value": None}
+    auth = TokenAuthenticator(sessions, admin_hash=lambda: admin_hash["value"])
+
+    async def reload_routes() -> None:
+        routes.set_remote(await remote_entries(sessions, box, settings))
+
+    monitor = ChannelMonitor(
+        sessions=sessions,
+        routes=routes,
+        health=health,
+        upstreams=upstreams,
+        box=box,
+        settings=settings,
+        reload_routes=reload_routes,
+    )
+    if settings.auto_disable_channels:
+        dispatcher.on_disable = monitor.disable
+    _register_gauges(metrics, health, usage, limiter, relay)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(upgrade, settings.db_url)
+        async with sessions() as session:
+            admin_hash["value"] = await admin_token_hash(session, settings)
+            await ensure_tokens(session, settings)
+            await ensure_channels(session, settings, box)
+            prices.replace(await load_prices(session, settings))
+        await reload_routes()
+        usage.start()
+        monitor.start()
+        for hook in app.state.startup_hooks:
+            await hook(app)
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting and waited for in-flight requests (up to its
+            # timeout_graceful_shutdown); streams it let go of are drained here, then usage is
+            # flushed and workers are stopped (runtime hook).
+            await relay.drain(settings.shutdown_drain_s)
+            await monitor.close()
+            for hook in reversed(app.state.shutdown_hooks):
+                await hook(app)
+            await usage.close()
+            await limiter.aclose()
+            for upstream in {id(u): u for u in upstreams.values()}.values():
+                await upstream.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="modelport", version=__version__, lifespan=lifespan)
+    state = app.state
+    state.settings = settings
+    state.engine = engine
+    state.sessions = sessions
+    state.box = box
+    state.routes = routes
+    state.health = health
+    state.upstreams = upstreams
+    state.prices = prices
+    state.usage = usage
+    state.dispatcher = dispatcher
+    state.relay = relay
+    state.auth = auth
+    state.metrics = metrics
+    state.limiter = limiter
+    state.monitor = monitor
+    state.admin_hash = lambda: admin_hash["value"]
+    state.reload_routes = reload_routes
+    state.models = ModelDirectory(relay)
+    state.runtime = None
+    state.start_time = int(time.time())
+    state.startup_hooks = []
+    state.shutdown_hooks = []
+
+    async def fetch(url: str, **kw: Any) -> Any:
+        """Fetch a caller-supplied URL through the SSRF guard (for surfaces and the runtime)."""
+        kw.setdefault("max_bytes", settings.fetch_max_bytes)
+        kw.setdefault("allow", settings.fetch_allow)
+        kw.setdefault("max_redirects", settings.fetch_max_redirects)
+        return await safe_fetch(url, **kw)
+
+    state.fetch = fetch
+
+    v1 = APIRouter(prefix="/v1")
+    for r in (
+        chat_router,
+        completions_router,
+        embeddings_router,
+        rerank_router,
+        audio_router,
+        images_router,
+        models_router,
+    ):
+        v1.include_router(r)
+    app.include_router(v1, tags=["OpenAI API"])
+
+    api = APIRouter(prefix="/api")
+    api.include_router(admin_status.router)
+    for r in (admin_channels.router, admin_tokens.router, admin_logs.router, rotation.router):
+        api.include_router(r, dependencies=[Depends(require_admin)])
+    api.add_api_route(
+        "/health/circuits",
+        _circuits,
+        methods=["GET"],
+        dependencies=[Depends(require_admin)],
+        summary="Circuit-breaker state of every endpoint that has failed recently",
+    )
+    app.include_router(api, tags=["Admin API"])
+
+    @app.get("/health", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    metrics_deps = [] if settings.metrics_public else [Depends(require_admin)]
+
+    @app.get("/metrics", include_in_schema=False, dependencies=metrics_deps)
+    async def metrics_route() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    _install_error_handlers(app)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_json=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        max_headers=settings.max_header_count,
+        max_header_bytes=settings.max_header_bytes,
+        metrics=metrics,
+    )
+    if settings.cors_origins:  # closed unless configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
+    _install_extensions(app)
+    return app
+
+
+async def _circuits(request: Request) -> dict[str, Any]:
+    snap = request.app.state.health.snapshot()
+    return {
+        "success": True,
+        "message": "",
+        "data": [
+            {"endpoint": eid, "state": st, "consecutive_failures": n}
+            for eid, (st, n) in sorted(snap.items())
+        ],
+    }
+
+
+def _register_gauges(metrics: Metrics, health: Any, usage: Any, limiter: Any, relay: Any) -> None:
+    def circuits() -> dict[tuple[str, ...], float]:
+        return {(eid,): CIRCUIT_VALUE[st] for eid, (st, _) in health.snapshot().items()}
+
+    metrics.register_gauge(
+        "modelport_circuit_state",
+        "per endpoint: 0 closed, 1 half-open, 2 open (endpoints never failed are absent)",
+        circuits,
+        ("endpoint",),
+    )
+    metrics.register_gauge(
+        "modelport_usage_backlog", "usage rows waiting to be written", lambda: len(usage._pending)
+    )
+    metrics.register_gauge(
+        "modelport_usage_dropped", "usage rows dropped (backlog full)", lambda: usage.dropped
+    )
+    metrics.register_gauge(
+        "modelport_limiter_in_flight", "requests holding a concurrency slot", limiter.in_flight
+    )
+    metrics.register_gauge(
+        "modelport_open_streams", "streams in flight", lambda: relay.open_streams
+    )
+
+
+def _install_extensions(app: FastAPI) -> None:
+    """Optional parts (local runtime, admin UI, exports) plug themselves in when present."""
+    import importlib
+
+    for module in (
+        "local_runtime.integration",
+        "admin_ui.integration",
+        "gateway.export.integration",
+        "gateway.cluster.integration",  # last: wraps what the others installed
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.install(app)
+
+
+def _error_response(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    if request.url.path.startswith("/api/"):
+        message = body["error"]["message"]
+        return JSONResponse(
+            {"success": False, "message": message, "data": None},
+            status_code=status,
+            headers=headers,
+        )
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelportError)
+    async def on_modelport_error(request: Request, exc: ModelportError) -> Response:
+        return _error_response(request, exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        code = STATUS_CODES.get(exc.status_code, "error")
+        return _error_response(
+            request, exc.status_code, error_body(message, code=code), dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        if first.get("type") == "json_invalid":
+            message = f"request body is not valid JSON: {first.get('msg', '')}"
+            param = None
+        else:
+            param = ".".join(loc) or None
+            where = f"{param}: " if param else ""
+            message = f"{where}{first.get('msg', 'invalid request')}"
+            if len(errors) > 1:
+                message += f" (and {len(errors) - 1} more problem(s))"
+        return _error_response(
+            request, 400, error_body(message, code="invalid_request", param=param)
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        rid = getattr(request.state, "request_id", "")
+        log.exception("unhandled error (request %s)", rid)
+        return _error_response(
+            request,
+            500,
+            error_body(
+                f"internal error (request id {rid}); the operator can find it in the logs",
+                type_="server_error",
+                code="internal_error",
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Prices, quota reservation and settlement, token counting, and the batched usage writer."""

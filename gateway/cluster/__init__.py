@@ -1,0 +1,13 @@
+"""Scale-out: many gateway processes over one PostgreSQL and one Redis behave as one gateway.
+
+- `pubsub`: every admin write publishes an invalidation on Redis; every process applies the ones
+  it did not send (tokens, routes, prices, auto-disabled channels) within milliseconds, instead of
+  One API's SYNC_FREQUENCY poll.
+- `nodes`: the registry of GPU nodes (`modelport node`) and of the host's runtime process; their
+  workers are endpoints of the route table in every process, and drop out when heartbeats stop.
+- `runtime_lock`: with `uvicorn --workers N`, one process per host runs the local runtime.
+- `api`: /api/nodes (heartbeats with a node token; admin views and node launches).
+- `launch`: placing a model on a GPU node, for /api/nodes/models and Xinference's /v1/models.
+- `secret`: the cluster secret that a GPU node's workers require of their callers.
+- `integration.install(app)`: wires all of it into an app built by gateway.app.create_app.
+"""

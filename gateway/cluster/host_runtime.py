@@ -1,0 +1,209 @@
+"""One local runtime per host, however many processes serve (`uvicorn --workers N`).
+
+Each process builds a Supervisor, but at startup only the one that takes an exclusive `flock` on
+`<home>/runtime.lock` starts it (the kernel drops the lock when that process dies, so a restarted
+process can take over). The owner publishes its workers in the node registry as a host-scoped
+node (loopback URLs, used only by processes of the same host and home), so every process routes
+to them exactly as to a GPU node's workers.
+
+The other processes answer the runtime API by proxy: a launch or terminate becomes a command row
+in the database for the host node (what GPU nodes read as their desired state); the owner executes
+and deletes it within a second, and the caller waits for the result in the owner's record.
+Limitations: logs/unload/load of a UID answer only on the owner; an unloaded model (keep_alive)
+is routable only from the owner, which reloads it on the next request it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import socket
+import time
+from typing import IO, Any
+
+import orjson
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.cluster import desired
+from gateway.cluster.nodes import NodeRegistry
+from local_runtime.resolve import LaunchError
+from local_runtime.spec import LaunchSpec
+from local_runtime.supervisor import UidTaken, UnknownInstance
+
+log = logging.getLogger("modelport.cluster")
+
+TERMINATE = "__terminate__"
+
+
+class HostRuntime:
+    def __init__(self, app: FastAPI, registry: NodeRegistry, interval: float = 1.0) -> None:
+        state: Any = app.state
+        self.state = state
+        self.runtime = state.runtime
+        self.registry = registry
+        self.interval = interval
+        home = state.settings.home
+        self.lock_path = home / "runtime.lock"
+        self.node_id = (
+            f"host-{socket.gethostname()}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
+        )
+        self.owner = False
+        self._lock_file: IO[bytes] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the lock ----------------------------------------------------------------------------
+    def guard(self) -> None:
+        """Wrap the supervisor's start: only the lock holder really starts it."""
+        start = self.runtime.start
+
+        async def guarded_start() -> None:
+            if self._take_lock():
+                self.owner = True
+                await start()
+            else:
+                log.info("the local runtime of this host runs in another process; routing to it")
+                self._become_proxy()
+
+        self.runtime.start = guarded_start
+
+    def _take_lock(self) -> bool:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.lock_path, "ab")  # noqa: SIM115 - held open for the process's lifetime
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return False
+        f.truncate(0)
+        f.write(str(os.getpid()).encode())
+        f.flush()
+        self._lock_file = f
+        return True
+
+    def start(self) -> None:
+        if self.owner:
+            self.registry.own_node = self.node_id
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="host-runtime")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            with contextlib.suppress(OSError, ValueError):
+                await self.registry.remove(self.node_id)
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    # --- owner: publish workers, execute commands --------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.registry.heartbeat(self._record())
+                await self._execute_commands()
+            except (SQLAlchemyError, OSError, ValueError) as exc:
+                log.warning("host runtime heartbeat failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    def _record(self) -> dict[str, Any]:
+        instances = self.runtime.instances()
+        models = self.runtime.served_models()
+        workers = [
+            {
+                "uid": inst["uid"],
+                "base_url": f"http://127.0.0.1:{rep['port']}/v1",
+                "model": models[inst["uid"]].model_dump() if inst["uid"] in models else None,
+            }
+            for inst in instances
+            for rep in inst["replicas"]
+            if rep["status"] == "ready"
+        ]
+        return {
+            "node_id": self.node_id,
+            "host_scope": self.registry.host_scope,
+            "workers": workers,
+            "instances": instances,
+        }
+
+    async def _execute_commands(self) -> None:
+        async with self.state.sessions() as session:
+            specs = await desired.for_node(session, self.node_id)
+        for raw in specs:
+            data = orjson.loads(raw)
+            uid = data.get(TERMINATE) or LaunchSpec.model_validate(data).uid
+            try:
+                if TERMINATE in data:
+                    await self.runtime.terminate(uid)
+                else:
+                    await self.runtime.launch(LaunchSpec.model_validate(data), wait=False)
+            except (UnknownInstance, LaunchError) as exc:
+                log.warning("runtime command for %s failed: %s", uid, exc)
+            async with self.state.sessions() as session:
+                await desired.unplace(session, node=self.node_id, uid=uid)
+
+    # --- the other processes: the runtime API by proxy ---------------------------------------
+    def _become_proxy(self) -> None:
+        rt = self.runtime
+        rt.launch = self._launch
+        rt.terminate = self._terminate
+        rt.instances = self._instances
+        rt.instance = self._instance
+
+    def _owner_record(self) -> dict[str, Any]:
+        for rec in self.registry.nodes():
+            if rec["node_id"] == self.node_id:
+                return rec
+        return {}
+
+    def _instances(self) -> list[dict[str, Any]]:
+        return list(self._owner_record().get("instances", []))
+
+    def _instance(self, uid: str) -> dict[str, Any]:
+        for inst in self._instances():
+            if inst["uid"] == uid:
+                return inst
+        raise UnknownInstance(uid)
+
+    async def _command(self, uid: str, body: dict[str, Any]) -> None:
+        async with self.state.sessions() as session:
+            await desired.place(
+                session, node=self.node_id, uid=uid, spec_json=orjson.dumps(body).decode()
+            )
+
+    async def _launch(
+        self, spec: LaunchSpec, *, wait: bool = True, persist: bool = True
+    ) -> dict[str, Any]:
+        await self.registry.sync()
+        if any(i["uid"] == spec.uid for i in self._instances()):
+            raise UidTaken(f"model_uid {spec.uid!r} is already launched")
+        await self._command(spec.uid, spec.model_dump(mode="json"))
+        deadline = time.monotonic() + (self.runtime.options.ready_timeout_s if wait else 30.0)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            await self.registry.sync()
+            with contextlib.suppress(UnknownInstance):
+                inst = self._instance(spec.uid)
+                if not wait:
+                    return inst
+                if inst["status"] == "ready":
+                    return inst
+                if inst["status"] == "error":
+                    raise LaunchError(inst.get("error") or f"{spec.uid!r} failed to start")
+        raise LaunchError(f"the runtime process did not report {spec.uid!r} in time")
+
+    async def _terminate(self, uid: str) -> None:
+        await self.registry.sync()
+        self._instance(uid)
+        await self._command(uid, {TERMINATE: uid})
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            await self.registry.sync()
+            if all(i["uid"] != uid for i in self._instances()):
+                return
+        raise LaunchError(f"the runtime process did not stop {uid!r} in time")

@@ -1,0 +1,239 @@
+"""The node registry: which workers run where, as every gateway process sees it.
+
+A node (`modelport node` on a GPU machine, or the one runtime-owning process of a host running
+`uvicorn --workers N`) heartbeats a record: its id, its workers (UID, base URL reachable from the
+gateway, model metadata), its GPUs. The record is stored with a TTL (Redis `SET ... PX`, or process
+memory without Redis), so a node that stops heartbeating vanishes by itself after `ttl` seconds:
+nothing has to notice it died. Every process syncs the store every `interval` seconds (and at once
+on a "nodes" bus message) and turns the records into `Endpoint`s of the route table.
+
+Requests to a GPU node's workers carry the cluster secret as their bearer key (see
+gateway.cluster.secret); the host's own loopback workers need none.
+
+Local supervisor endpoints and node endpoints for the same UID are merged: the route table's
+`set_local` is wrapped so the supervisor's updates and the registry's both go through `_push`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.model_info import ServedModel
+from gateway.upstreams.base import Endpoint
+
+log = logging.getLogger("modelport.cluster")
+
+
+class NodeStore(Protocol):
+    async def put(self, record: dict[str, Any], ttl: float) -> None: ...
+
+    async def all(self) -> list[dict[str, Any]]: ...
+
+    async def remove(self, node_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryNodeStore:
+    """One process only (no Redis): records with a deadline."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._records: dict[str, tuple[dict[str, Any], float]] = {}
+
+    async def put(self, record: dict[str, Any], ttl: float) -> None:
+        self._records[record["node_id"]] = (record, self._clock() + ttl)
+
+    async def all(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        self._records = {k: v for k, v in self._records.items() if v[1] > now}
+        return [r for r, _ in self._records.values()]
+
+    async def remove(self, node_id: str) -> None:
+        self._records.pop(node_id, None)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisNodeStore:
+    """Shared by every gateway process: one key per node with a TTL, and a set of node ids."""
+
+    def __init__(self, redis_url: str, prefix: str = "modelport") -> None:
+        self._redis = Redis.from_url(redis_url)
+        self._set = f"{prefix}:cluster:nodes"
+        self._key = f"{prefix}:cluster:node:"
+
+    async def put(self, record: dict[str, Any], ttl: float) -> None:
+        node_id = record["node_id"]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key + node_id, orjson.dumps(record), px=int(ttl * 1000))
+            pipe.sadd(self._set, node_id)
+            await pipe.execute()
+
+    async def all(self) -> list[dict[str, Any]]:
+        members = await self._redis.smembers(self._set)
+        ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        if not ids:
+            return []
+        values = await self._redis.mget([self._key + i for i in ids])
+        gone = [i for i, v in zip(ids, values, strict=True) if v is None]
+        if gone:
+            await self._redis.srem(self._set, *gone)
+        return [orjson.loads(v) for v in values if v is not None]
+
+    async def remove(self, node_id: str) -> None:
+        await self._redis.delete(self._key + node_id)
+        await self._redis.srem(self._set, node_id)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+SetLocal = Callable[[str, list[Endpoint]], None]
+
+
+class NodeRegistry:
+    def __init__(
+        self,
+        *,
+        store: NodeStore,
+        set_local: SetLocal,
+        channel_id: Callable[[], int],
+        ttl: float = 3.0,
+        interval: float = 0.5,
+        host_scope: str = "",
+        on_change: Callable[[], Awaitable[None]] | None = None,
+        secret: str | None = None,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.interval = interval
+        self.host_scope = host_scope  # host-local records are used only by the same host
+        self.own_node: str | None = None  # our own record: the supervisor already routes to it
+        self._set_local = set_local
+        self._channel_id = channel_id
+        self._on_change = on_change
+        self._secret = secret  # sent to GPU nodes' workers (host-local workers check nothing)
+        self._local: dict[str, list[Endpoint]] = {}
+        self._nodes: dict[str, list[Endpoint]] = {}
+        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+        self._models: dict[str, ServedModel] = {}
+        self._records: list[dict[str, Any]] = []
+        self._digests: dict[str, bytes] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    # --- what the supervisor does ---------------------------------------------------------
+    def set_local(self, uid: str, endpoints: list[Endpoint]) -> None:
+        """The route table's set_local, wrapped: the supervisor's replicas plus nodes' workers."""
+        if endpoints:
+            self._local[uid] = list(endpoints)
+        else:
+            self._local.pop(uid, None)
+        self._push(uid)
+
+    def _push(self, uid: str) -> None:
+        self._set_local(uid, self._local.get(uid, []) + self._nodes.get(uid, []))
+
+    # --- heartbeats ------------------------------------------------------------------------
+    async def heartbeat(self, record: dict[str, Any]) -> bool:
+        """Store a node's record; True when its workers changed (then every process is told)."""
+        record = {**record, "seen": time.time()}
+        await self.store.put(record, self.ttl)
+        digest = orjson.dumps(record.get("workers", []), option=orjson.OPT_SORT_KEYS)
+        changed = self._digests.get(record["node_id"]) != digest
+        self._digests[record["node_id"]] = digest
+        if changed:
+            await self.sync()
+            if self._on_change is not None:
+                await self._on_change()
+        return changed
+
+    async def remove(self, node_id: str) -> None:
+        await self.store.remove(node_id)
+        self._digests.pop(node_id, None)
+        await self.sync()
+        if self._on_change is not None:
+            await self._on_change()
+
+    # --- reads -----------------------------------------------------------------------------
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def served_models(self) -> dict[str, ServedModel]:
+        return dict(self._models)
+
+    def node_ids(self) -> set[str]:
+        return {r["node_id"] for r in self._records}
+
+    # --- sync ------------------------------------------------------------------------------
+    async def sync(self) -> None:
+        """Rebuild node endpoints from the store; push only the UIDs whose endpoints changed."""
+        records = await self.store.all()
+        self._records = sorted(records, key=lambda r: r["node_id"])
+        by_uid: dict[str, list[Endpoint]] = {}
+        models: dict[str, ServedModel] = {}
+        keep: dict[tuple[str, str], Endpoint] = {}
+        for rec in self._records:
+            if rec["node_id"] == self.own_node:
+                continue
+            scope = rec.get("host_scope") or ""
+            if scope and scope != self.host_scope:
+                continue  # a loopback worker of another host: unreachable from here
+            for w in rec.get("workers", []):
+                key = (rec["node_id"], w["base_url"])
+                ep = self._endpoints.get(key) or self._endpoint(rec["node_id"], w, scope)
+                keep[key] = ep
+                by_uid.setdefault(w["uid"], []).append(ep)
+                if w.get("model") and w["uid"] not in models:
+                    with contextlib.suppress(ValueError):
+                        models[w["uid"]] = ServedModel.model_validate(w["model"])
+        self._endpoints = keep
+        self._models = models
+        changed = {
+            uid
+            for uid in set(by_uid) | set(self._nodes)
+            if [e.base_url for e in by_uid.get(uid, [])]
+            != [e.base_url for e in self._nodes.get(uid, [])]
+        }
+        self._nodes = by_uid
+        for uid in changed:
+            self._push(uid)
+
+    def _endpoint(self, node_id: str, worker: dict[str, Any], scope: str) -> Endpoint:
+        return Endpoint(
+            channel_id=self._channel_id(),
+            channel_name=f"node:{node_id}",
+            kind="local",
+            base_url=worker["base_url"],
+            api_key=None if scope else self._secret,
+            weight=int(worker.get("weight", 1)),
+            config={"stream_usage": True},
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="node-registry")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.store.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except (RedisError, OSError, ValueError) as exc:
+                log.warning("node registry sync failed: %s", exc)
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the async engine, CRUD functions and Alembic migrations."""

@@ -1,0 +1,110 @@
+"""Token CRUD and the atomic quota operations."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.auth.keys import display_prefix, generate_key, hash_key
+from gateway.db.models import TokenCreate, TokenPublic, TokenUpdate
+from gateway.db.tables import Token, TokenStatus
+
+
+def to_public(token: Token) -> TokenPublic:
+    data = token.model_dump(exclude={"key_hash", "key_prefix"})
+    return TokenPublic(**data, key=token.key_prefix)
+
+
+async def create_token(
+    session: AsyncSession, *, data: TokenCreate, key: str | None = None
+) -> tuple[Token, str]:
+    """Create a token; returns the row and the full key (shown once, never stored)."""
+    key = key or generate_key()
+    row = Token(
+        name=data.name,
+        key_hash=hash_key(key),
+        key_prefix=display_prefix(key),
+        expired_time=data.expired_time,
+        remain_quota=data.remain_quota,
+        unlimited_quota=data.unlimited_quota,
+        models=",".join(data.models or []),
+        subnet=data.subnet or "",
+        group=data.group or "default",
+        rpm=data.rpm or 0,
+        tpm=data.tpm or 0,
+        max_concurrency=data.max_concurrency or 0,
+        log_content=bool(data.log_content),
+    )
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    return row, key
+
+
+async def get_by_hash(session: AsyncSession, key_hash: str) -> Token | None:
+    return (await session.exec(select(Token).where(Token.key_hash == key_hash))).first()
+
+
+async def update_token(
+    session: AsyncSession, *, data: TokenUpdate, status_only: bool = False
+) -> Token | None:
+    row = await session.get(Token, data.id)
+    if row is None:
+        return None
+    fields = data.model_dump(exclude_unset=True, exclude={"id"})
+    if status_only:
+        fields = {"status": fields.get("status")}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "models":
+            value = ",".join(value)
+        setattr(row, name, value)
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    return row
+
+
+async def delete_token(session: AsyncSession, *, token_id: int) -> bool:
+    row = await session.get(Token, token_id)
+    if row is None:
+        return False
+    await session.delete(row)
+    await session.commit()
+    return True
+
+
+async def list_tokens(
+    session: AsyncSession, *, page: int = 0, page_size: int = 50, keyword: str = ""
+) -> tuple[list[Token], int]:
+    stmt = select(Token)
+    count = select(func.count()).select_from(Token)
+    if keyword:
+        cond = or_(col(Token.name).like(f"%{keyword}%"), col(Token.key_prefix).like(f"{keyword}%"))
+        stmt, count = stmt.where(cond), count.where(cond)
+    stmt = stmt.order_by(col(Token.id).desc()).offset(page * page_size).limit(page_size)
+    return list((await session.exec(stmt)).all()), int((await session.exec(count)).one())
+
+
+async def reserve_quota(session: AsyncSession, *, token_id: int, amount: int) -> bool:
+    """Take `amount` from a limited token in one conditional UPDATE (atomic on SQLite and PG).
+
+    The WHERE clause is the check: two concurrent reservations can never both see the same
+    remaining quota, which is One API's check-then-decrement race.
+    """
+    stmt = (
+        update(Token)
+        .where(col(Token.id) == token_id)
+        .where(col(Token.status) == TokenStatus.ENABLED)
+        .where(col(Token.remain_quota) >= amount)
+        .where(col(Token.remain_quota) > 0)
+        .values(
+            remain_quota=col(Token.remain_quota) - amount,
+            used_quota=col(Token.used_quota) + amount,
+        )
+    )
+    result = await session.exec(stmt)
+    await session.commit()
+    return bool(result.rowcount)

@@ -1,0 +1,67 @@
+"""Dependency aliases: routes reach app state through these, never through globals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.auth.keys import hash_key, parse_authorization, same_digest
+from gateway.auth.tokens import Caller
+from gateway.errors import AuthenticationFailed
+from gateway.relay.service import RelayService
+from gateway.settings import Settings
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+async def current_caller(request: Request) -> Caller:
+    client = request.client.host if request.client else None
+    caller: Caller = await request.app.state.auth.authenticate(
+        request.headers.get("authorization"), client
+    )
+    request.state.caller = caller
+    return caller
+
+
+async def get_relay(request: Request) -> RelayService:
+    return request.app.state.relay
+
+
+async def require_admin(request: Request) -> None:
+    """The admin access token (`Authorization: <token>`, Bearer tolerated) or a UI session.
+
+    Async on purpose: FastAPI would run a plain function in its thread pool, a thread hop on
+    every admin call, and the UI session lookup is async (database) anyway."""
+    session_check = getattr(request.app.state, "admin_session_check", None)
+    if session_check is not None and await session_check(request):
+        return
+    key = parse_authorization(request.headers.get("authorization"))
+    expected = request.app.state.admin_hash()
+    if key and expected and same_digest(hash_key(key), expected):
+        return
+    raise AuthenticationFailed(
+        "admin access needs the admin token: send 'Authorization: <token>' (printed at first "
+        "start, or set MODELPORT_ADMIN_TOKEN)",
+        code="admin_auth_required",
+    )
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
+RelayDep = Annotated[RelayService, Depends(get_relay)]
+AdminDep = Depends(require_admin)

@@ -1,0 +1,137 @@
+"""The exception tree and the OpenAI error body.
+
+    ModelportError                    -> {"error": {"message", "type", "param", "code"}}
+    ├── InvalidRequest        400     invalid_request_error
+    │   └── BodyTooLarge      413     request_too_large
+    ├── AuthenticationFailed  401     invalid_api_key
+    ├── PermissionDenied      403     permission_denied (model not allowed, subnet, disabled token)
+    ├── NotFound              404     not_found
+    │   └── ModelNotFound     404     model_not_found (says which models the caller can use)
+    ├── RateLimited           429     rate_limit_exceeded (+ Retry-After)
+    │   └── QuotaExceeded     429     insufficient_quota
+    ├── UpstreamFailed        502     upstream_error (every endpoint tried failed)
+    │   └── UpstreamTimeout   504     upstream_timeout
+    └── Unavailable           503     no_available_endpoint / service_unavailable
+
+Every message says what the caller can do about it. Handlers in gateway.app turn these, FastAPI's
+HTTPException and request-validation errors into the same body on /v1/*; the admin API wraps them
+in One API's envelope instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class ModelportError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type_=self.type, code=self.code, param=self.param)
+
+
+class InvalidRequest(ModelportError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationFailed(ModelportError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ModelportError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ModelportError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RateLimited(ModelportError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if retry_after is not None:
+            self.headers["Retry-After"] = str(max(1, round(retry_after)))
+
+
+class QuotaExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class UpstreamFailed(ModelportError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamFailed):
+    status = 504
+    code = "upstream_timeout"
+
+
+class Unavailable(ModelportError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+def error_body(
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_bytes(message: str, **kw: Any) -> bytes:
+    return orjson.dumps(error_body(message, **kw))
+
+
+def sse_error_event(message: str, *, code: str = "upstream_error") -> bytes:
+    """The frame that ends a client stream when the upstream fails after the first byte."""
+    return b"data: " + error_bytes(message, type_="upstream_error", code=code) + b"\n\n"

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.billing.tokenizer import count_messages, text_of
+from gateway.deps import CallerDep, RelayDep
+from gateway.relay.chat.protocol import ChatCompletionRequest
+from gateway.relay.common import json_call
+from gateway.relay.route import RelayRoute
+
+router = APIRouter(route_class=RelayRoute)
+
+
+@router.post("/chat/completions", response_model=None, summary="Create a chat completion")
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, caller: CallerDep, relay: RelayDep
+) -> Response:
+    call = await json_call(
+        request,
+        caller,
+        surface="chat",
+        model=body.model,
+        stream=body.stream,
+        estimate_prompt=lambda: count_messages(body.messages),
+        max_output_tokens=body.output_bound(request.app.state.settings.default_max_tokens_estimate),
+        content=lambda: "\n".join(text_of(m.content) for m in body.messages),
+    )
+    return await relay.run(call)

@@ -1,0 +1,219 @@
+"""Route, retry and fail over.
+
+Candidates come from the route table, highest priority tier first, weighted random inside a tier;
+endpoints whose circuit is open are skipped (a half-open one gets a single probe request). A
+connect error, a timeout, a 429 or a 5xx before the first byte reaches the client moves on to the
+next endpoint -- never the one that just failed -- up to `retries` extra attempts, falling to lower
+tiers. A 4xx other than 429 is the caller's problem and goes straight back -- except an upstream
+that refuses *our* credentials or billing (401, invalid_api_key, insufficient_quota, ...): that
+channel is auto-disabled (`on_disable`) and the request fails over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from gateway.errors import ModelNotFound, Unavailable, UpstreamFailed, UpstreamTimeout
+from gateway.routing import HealthTracker, RouteTable, weighted_order
+from gateway.upstreams.base import (
+    Endpoint,
+    Upstream,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimedOut,
+    UpstreamUnavailable,
+)
+
+log = logging.getLogger("modelport.relay")
+
+
+# One API's auto-disable list: the upstream says our key or account is unusable.
+_DISABLE_CODES = (
+    "invalid_api_key",
+    "insufficient_quota",
+    "account_deactivated",
+    "billing_not_active",
+    "access_terminated",
+    "organization_deactivated",
+)
+_DISABLE_MESSAGES = (
+    "your credit balance is too low",
+    "this organization has been disabled",
+    "you exceeded your current quota",
+    "incorrect api key",
+    "invalid api key",
+    "api key not valid",
+    "permission denied",
+    "the security token included in the request is invalid",
+    "operation not allowed",
+    "your account is not authorized",
+    "insufficient balance",
+    "billing",
+    "arrears",
+)
+
+
+def retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def disable_reason(status: int, body: bytes | None) -> str | None:
+    """Why this answer means the channel's credentials or billing are broken, or None."""
+    text = (body or b"")[:4000].decode("utf-8", "replace").lower()
+    if status == 401:
+        return f"HTTP 401: {text[:200]}"
+    if status < 400:
+        return None
+    for needle in _DISABLE_CODES + _DISABLE_MESSAGES:
+        if needle in text:
+            return f"HTTP {status}: {text[:200]}"
+    return None
+
+
+@dataclass(slots=True)
+class Outcome:
+    response: UpstreamResponse
+    endpoint: Endpoint
+    attempts: int
+    first_chunk: bytes | None = None  # streams: already read, must be sent first
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        routes: RouteTable,
+        health: HealthTracker,
+        upstreams: dict[str, Upstream],
+        *,
+        retries: int = 2,
+        on_disable: Callable[[Endpoint, str], None] | None = None,
+    ) -> None:
+        self.routes = routes
+        self.health = health
+        self.upstreams = upstreams
+        self.retries = retries
+        self.on_disable = on_disable
+
+    def candidates(self, group: str, model: str) -> tuple[list[Endpoint], list[Endpoint]]:
+        """(endpoints to try in order, endpoints skipped because their circuit is open)."""
+        ordered: list[Endpoint] = []
+        parked: list[Endpoint] = []
+        for tier in self.routes.tiers(group, model):
+            for ep in weighted_order(tier):
+                (ordered if self.health.available(ep.id) else parked).append(ep)
+        return ordered, parked
+
+    def _disable(self, ep: Endpoint, resp: UpstreamResponse) -> bool:
+        if self.on_disable is None or ep.kind == "local" or not ep.config.get("auto_disable", True):
+            return False
+        reason = disable_reason(resp.status, resp.body)
+        if reason is None:
+            return False
+        self.on_disable(ep, reason)
+        return True
+
+    async def dispatch(self, request: UpstreamRequest, group: str, allowed: set[str]) -> Outcome:
+        endpoints, parked = self.candidates(group, request.model)
+        if not endpoints:
+            if parked:
+                wait = min(self.health.retry_after(ep.id) for ep in parked)
+                raise Unavailable(
+                    f"every endpoint serving '{request.model}' is failing and paused (circuit "
+                    f"open); retry in {max(1, round(wait))}s",
+                    code="no_available_endpoint",
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )
+            raise ModelNotFound(_unknown_model_message(request.model, allowed), param="model")
+        errors: list[str] = []
+        last: UpstreamResponse | None = None
+        last_ep: Endpoint | None = None
+        timed_out = False
+        attempts = 0
+        for ep in endpoints:
+            if attempts > self.retries:
+                break
+            if not self.health.begin(ep.id):  # half-open and its probe is taken
+                continue
+            attempts += 1
+            try:
+                if ep.prepare is not None:
+                    await ep.prepare()
+                resp = await self.upstreams[ep.kind].send(request, ep)
+            except UpstreamUnavailable as exc:
+                self.health.failure(ep.id)
+                errors.append(f"{ep.channel_name}: {exc}")
+                timed_out = timed_out or isinstance(exc, UpstreamTimedOut)
+                continue
+            if self._disable(ep, resp):
+                # the channel's own key/billing is broken: not the client's fault, fail over
+                self.health.failure(ep.id)
+                errors.append(
+                    f"{ep.channel_name}: HTTP {resp.status}, upstream refused the channel's "
+                    "credentials or billing (channel auto-disabled)"
+                )
+                if resp.close is not None:
+                    await resp.close()
+                last, last_ep = resp, ep  # nothing else answers: the client sees this answer
+                continue
+            if retryable(resp.status):
+                self.health.failure(ep.id)
+                errors.append(f"{ep.channel_name}: HTTP {resp.status}")
+                if resp.close is not None:
+                    await resp.close()
+                last, last_ep = resp, ep
+                continue
+            first: bytes | None = None
+            if resp.stream is not None:
+                try:
+                    first = await _first_chunk(resp.stream, ep.timeouts.first_byte)
+                except (UpstreamUnavailable, TimeoutError) as exc:
+                    self.health.failure(ep.id)
+                    errors.append(f"{ep.channel_name}: stream failed before its first byte: {exc}")
+                    if resp.close is not None:
+                        await resp.close()
+                    continue
+            self.health.success(ep.id)  # it answered (a 4xx here is the request's fault)
+            return Outcome(resp, ep, attempts, first, errors)
+        if last is not None and last_ep is not None:
+            # Every endpoint answered with 429/5xx: pass the last answer on, as the upstream said it.
+            return Outcome(last, last_ep, attempts, None, errors)
+        detail = "; ".join(errors) or "no endpoint answered"
+        exc_cls = UpstreamTimeout if timed_out else UpstreamFailed
+        raise exc_cls(
+            f"every endpoint serving '{request.model}' failed ({attempts} tried): {detail}. "
+            "Retry later, or check the channels in the admin UI."
+        )
+
+
+async def _first_chunk(stream: AsyncIterator[bytes], limit_s: float) -> bytes:
+    async with asyncio.timeout(limit_s):
+        async for chunk in stream:
+            if chunk:
+                return chunk
+    raise UpstreamUnavailable("stream ended before sending anything")
+
+
+def _unknown_model_message(model: str, allowed: set[str]) -> str:
+    if not allowed:
+        return (
+            f"model '{model}' does not exist, and this token can use no model yet: add a channel "
+            "or launch a local model"
+        )
+    import difflib
+
+    close = difflib.get_close_matches(model, sorted(allowed), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    listed = ", ".join(sorted(allowed)[:50])
+    more = f" (and {len(allowed) - 50} more)" if len(allowed) > 50 else ""
+    return f"model '{model}' does not exist.{hint} Models this token can use: {listed}{more}"
+
+
+async def close_quietly(resp: UpstreamResponse) -> None:
+    if resp.close is not None:
+        with contextlib.suppress(OSError):
+            await resp.close()

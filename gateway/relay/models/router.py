@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.deps import CallerDep
+from gateway.errors import ModelNotFound
+from gateway.relay.models.service import ModelDirectory
+
+router = APIRouter()
+
+
+def _directory(request: Request) -> ModelDirectory:
+    return request.app.state.models
+
+
+@router.get("/models", summary="List the models this token can use")
+async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
+    d = _directory(request)
+    return {"object": "list", "data": [d.entry(m) for m in d.served(caller)]}
+
+
+@router.get("/models/{model_id:path}", summary="Describe one model")
+async def get_model(model_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
+    d = _directory(request)
+    for m in d.served(caller):
+        if m.id == model_id:
+            return d.entry(m)
+    raise ModelNotFound(
+        f"model '{model_id}' does not exist or this token may not use it", param="model"
+    )

@@ -1,0 +1,17 @@
+"""Rerank request (Jina/Cohere shape, what FastGPT >= 4.8.20 posts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RerankRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    documents: list[str | dict[str, Any]] = Field(min_length=1)
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool | None = None

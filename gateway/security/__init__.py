@@ -1,0 +1,1 @@
+"""Guards for what the gateway does on a caller's behalf (fetching caller-supplied URLs)."""

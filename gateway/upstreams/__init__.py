@@ -1,0 +1,1 @@
+"""Upstream adaptors: one module per kind of upstream API. See `base.Upstream`."""

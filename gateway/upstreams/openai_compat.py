@@ -1,0 +1,160 @@
+"""Pass-through adaptor for OpenAI-compatible upstreams (OpenAI, vLLM, Xinference, Ollama /v1,
+DeepSeek, ... and modelport's own workers).
+
+The client's JSON is forwarded as the same bytes unless the model name is mapped or usage must be
+requested for a stream; responses come back as bytes, and streams chunk by chunk. Nothing here
+parses a response: the relay reads usage and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.upstreams.base import (
+    SURFACE_PATHS,
+    Endpoint,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimedOut,
+    UpstreamUnavailable,
+)
+
+# Cap on a non-streaming upstream body; a larger one is cut off and reported as an error.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+HOP_HEADERS = {
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "content-encoding",
+    "keep-alive",
+}
+
+
+class OpenAICompatUpstream:
+    kind = "openai"
+
+    def __init__(self, *, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self.max_response_bytes = max_response_bytes
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _payload(self, request: UpstreamRequest, endpoint: Endpoint) -> tuple[Any, dict[str, str]]:
+        headers = {"Accept-Encoding": "identity", **request.headers}
+        if endpoint.api_key:
+            headers["Authorization"] = f"Bearer {endpoint.api_key}"
+        upstream_model = endpoint.upstream_model(request.model)
+        if request.body is None:  # multipart
+            form = aiohttp.FormData()
+            for name, value in (request.form or {}).items():
+                form.add_field(name, upstream_model if name == "model" else value)
+            for part in request.files:
+                part.file.seek(0)
+                form.add_field(
+                    part.field, part.file, filename=part.filename, content_type=part.content_type
+                )
+            return form, headers
+        headers["Content-Type"] = "application/json"
+        inject_usage = (
+            request.stream
+            and request.surface in ("chat", "completions")
+            and endpoint.config.get("stream_usage", False)
+            and not (request.body.get("stream_options") or {}).get("include_usage")
+        )
+        if upstream_model == request.model and not inject_usage and request.raw is not None:
+            return request.raw, headers
+        body = dict(request.body)
+        body["model"] = upstream_model
+        if inject_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return orjson.dumps(body), headers
+
+    async def send(self, request: UpstreamRequest, endpoint: Endpoint) -> UpstreamResponse:
+        data, headers = self._payload(request, endpoint)
+        url = endpoint.base_url + SURFACE_PATHS[request.surface]
+        t = endpoint.timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=None if request.stream else t.total, sock_connect=t.connect, connect=t.connect
+        )
+        try:
+            async with asyncio.timeout(t.first_byte):
+                resp = await self._client().post(url, data=data, headers=headers, timeout=timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimedOut(f"no response within {t.first_byte:g}s from {url}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(f"cannot reach {url}: {exc}") from exc
+        out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
+        is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
+        if resp.status == 200 and request.stream and is_sse:
+            return UpstreamResponse(
+                status=resp.status,
+                headers=out_headers,
+                stream=self._iterate(resp, t.stream_idle),
+                close=_closer(resp),
+            )
+        try:
+            body = await self._read_body(resp, t.total)
+        finally:
+            resp.release()
+        return UpstreamResponse(status=resp.status, headers=out_headers, body=body)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, total: float) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(total):
+                async for chunk in resp.content.iter_any():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise UpstreamUnavailable(
+                            f"upstream response exceeds {self.max_response_bytes} bytes"
+                        )
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise UpstreamTimedOut(f"response not complete within {total:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"upstream closed the connection: {exc}") from exc
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _iterate(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
+        try:
+            it = resp.content.iter_any().__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise UpstreamTimedOut(f"stream idle for more than {idle:g}s") from exc
+                except aiohttp.ClientError as exc:
+                    raise UpstreamUnavailable(f"upstream stream broke: {exc}") from exc
+                yield chunk
+        finally:
+            resp.release()
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Any:
+    async def close() -> None:
+        resp.close()
+
+    return close

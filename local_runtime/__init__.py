@@ -1,0 +1,1 @@
+"""modelport's local runtime: model catalog, worker processes and inference engines."""

@@ -1,0 +1,340 @@
+"""HTTP surfaces of the runtime: Xinference's model API on /v1, and the admin's /api/runtime.
+
+The Xinference subset is what its official client, Dify's and New API's "Xinference" providers
+call: `GET /v1/cluster/auth` (unauthenticated: the client asks it first to learn whether to send
+its key), `POST /v1/models` (launch; answers when ready), `DELETE /v1/models/{uid}`, and the
+custom model registrations. Errors there are Xinference's `{"detail": "..."}` with 400 (409 for
+a UID in use, 404 for a node that is not connected), which its client turns into RuntimeError
+with the detail. `GET /v1/models[/{uid}]` is the relay's (local UIDs carry Xinference's describe
+fields).
+
+A launch with a `node` field (`launch_model(..., node="gpu-a")` in Xinference's client) goes to
+that GPU node through gateway.cluster.launch, the code path of `POST /api/nodes/models`, and
+answers once the node reports the model ready; DELETE withdraws the UID from every node as well
+as stopping it here.
+
+/api/runtime/* speaks One API's `{success, message, data}` envelope like the rest of /api.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from gateway.admin_api.envelope import first_error, int_param, json_body, ok
+from gateway.cluster import launch as cluster_launch
+from gateway.deps import require_admin
+from gateway.errors import InvalidRequest, ModelportError, NotFound, Unavailable
+from gateway.upstreams.base import UpstreamUnavailable
+from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference
+from local_runtime.engines import registry
+from local_runtime.resolve import LaunchError
+from local_runtime.spec import TYPE_ALIASES, LaunchSpec
+from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
+
+# Xinference launch fields the spec does not carry: no meaning here (virtualenvs, PEFT, ...), or
+# handled by launch_model itself (worker_ip: resolved to the node advertising that host).
+IGNORED_LAUNCH_FIELDS = frozenset(
+    {
+        "n_worker",
+        "worker_ip",
+        "replica_config",
+        "request_limits",
+        "peft_model_config",
+        "enable_virtual_env",
+        "virtual_env_packages",
+        "virtual_env_find_links",
+        "envs",
+        "download_hub",
+        "model_version",
+        "model_hub",
+        "xavier_config",
+        "wait_ready",
+    }
+)
+
+xinference_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
+admin_router = APIRouter(
+    prefix="/api/runtime", tags=["Runtime admin API"], dependencies=[Depends(require_admin)]
+)
+Admin = [Depends(require_admin)]
+
+
+def _runtime(request: Request) -> Supervisor:
+    runtime: Supervisor = request.app.state.runtime
+    return runtime
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+def _detail(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def launch_spec_from_xinference(body: Any) -> LaunchSpec:
+    """Xinference launch parameters -> LaunchSpec; unknown non-null fields become engine options.
+
+    The official client sends every parameter, most of them null, and passes its **kwargs
+    (engine settings such as n_ctx) as top-level fields: nulls mean "default", extras go to the
+    engine.
+    """
+    if not isinstance(body, dict):
+        raise LaunchError("the launch body must be a JSON object")
+    known = set(LaunchSpec.model_fields)
+    fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in body.items():
+        if value is None or key in IGNORED_LAUNCH_FIELDS:
+            continue
+        if key in known:
+            fields[key] = value
+        else:
+            extra[key] = value
+    if "n_gpu" in body and body["n_gpu"] is None:
+        fields["n_gpu"] = None  # Xinference: null n_gpu means "CPU only", not "default"
+    if isinstance(fields.get("gpu_idx"), int):
+        fields["gpu_idx"] = [fields["gpu_idx"]]
+    if isinstance(fields.get("n_gpu"), str) and fields["n_gpu"].isdigit():
+        fields["n_gpu"] = int(fields["n_gpu"])
+    if extra:
+        options = fields.get("engine_options")
+        fields["engine_options"] = {**extra, **(options if isinstance(options, dict) else {})}
+    if not fields.get("model_name"):
+        raise LaunchError("model_name is required")
+    try:
+        return LaunchSpec.model_validate(fields)
+    except ValidationError as exc:
+        raise LaunchError(f"bad launch parameters: {first_error(exc)}") from None
+
+
+# --- Xinference model API -------------------------------------------------------------------------
+@xinference_router.get("/cluster/auth", summary="Whether this server wants an API key (it does)")
+async def cluster_auth() -> dict[str, bool]:
+    return {"auth": True}
+
+
+@xinference_router.post("/models", dependencies=Admin, summary="Launch a model (Xinference)")
+async def launch_model(request: Request) -> JSONResponse:
+    try:
+        body = await json_body(request)
+    except InvalidRequest as exc:
+        return _detail(exc.message)
+    wait = request.query_params.get("wait_ready", "true").lower() not in ("false", "0", "no")
+    try:
+        spec = launch_spec_from_xinference(body)
+        if spec.node is None and body.get("worker_ip"):
+            node = await cluster_launch.node_at(request.app.state, str(body["worker_ip"]))
+            spec = spec.model_copy(update={"node": node})
+        if spec.node is not None:
+            await _launch_on_node(request, spec, wait=wait)
+        else:
+            await _runtime(request).launch(spec, wait=wait)
+    except UidTaken as exc:
+        return _detail(exc.message, 409)
+    except LaunchError as exc:
+        return _detail(exc.message)
+    except ModelportError as exc:
+        return _detail(exc.message, exc.status)
+    return JSONResponse({"model_uid": spec.uid})
+
+
+async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> None:
+    """`node` set: placed exactly as POST /api/nodes/models places it, then awaited like a
+    local launch (ready, or the node's own error and nothing left placed)."""
+    state = request.app.state
+    placed = await cluster_launch.place(state, spec)
+    if wait:
+        await cluster_launch.wait_ready(
+            state,
+            placed,
+            placed_at=time.time(),
+            limit_s=_runtime(request).options.ready_timeout_s,
+        )
+
+
+@xinference_router.delete(
+    "/models/{model_uid}", dependencies=Admin, summary="Terminate a model (Xinference)"
+)
+async def terminate_model(model_uid: str, request: Request) -> JSONResponse:
+    """Stops the UID here and withdraws it from every GPU node it was launched on."""
+    on_nodes = await cluster_launch.unplace_everywhere(request.app.state, model_uid)
+    try:
+        await _runtime(request).terminate(model_uid)
+    except UnknownInstance as exc:
+        if not on_nodes:
+            return _detail(exc.message)
+    return JSONResponse(None)
+
+
+def _registration(family: Family) -> dict[str, Any]:
+    return {"model_name": family.name, "is_builtin": not family.custom}
+
+
+def _model_type(model_type: str) -> str:
+    kind = TYPE_ALIASES.get(model_type, model_type)
+    if kind not in ("llm", "embedding", "rerank", "audio", "image"):
+        raise LaunchError(
+            f"unknown model type {model_type!r} (LLM, embedding, rerank, audio or image)"
+        )
+    return kind
+
+
+@xinference_router.get("/model_registrations/{model_type}", dependencies=Admin)
+async def list_registrations(model_type: str, request: Request) -> JSONResponse:
+    try:
+        kind = _model_type(model_type)
+    except LaunchError as exc:
+        return _detail(exc.message)
+    detailed = request.query_params.get("detailed", "false").lower() == "true"
+    families = _catalog(request).families(type=kind)
+    return JSONResponse(
+        [{**_registration(f), **(f.model_dump(mode="json") if detailed else {})} for f in families]
+    )
+
+
+@xinference_router.get("/model_registrations/{model_type}/{model_name}", dependencies=Admin)
+async def get_registration(model_type: str, model_name: str, request: Request) -> JSONResponse:
+    family = _catalog(request).get(model_name)
+    if family is None:
+        return _detail(f"no model named {model_name!r} is registered")
+    return JSONResponse({**_registration(family), **family.model_dump(mode="json")})
+
+
+@xinference_router.post("/model_registrations/{model_type}", dependencies=Admin)
+async def register_model(model_type: str, request: Request) -> JSONResponse:
+    """Xinference's body: {"model": "<the model's JSON, as a string>", "persist": bool}."""
+    try:
+        kind = _model_type(model_type)
+        body = await json_body(request)
+        model = body.get("model") if isinstance(body, dict) else None
+        if isinstance(model, str):
+            model = json.loads(model)
+        if not isinstance(model, dict):
+            raise LaunchError("'model' must be the custom model's JSON (an object or a string)")
+        persist = bool(body.get("persist", True))
+        _register(_catalog(request), model, kind, persist)
+    except (LaunchError, CatalogError, InvalidRequest) as exc:
+        return _detail(getattr(exc, "message", None) or str(exc))
+    except json.JSONDecodeError as exc:
+        return _detail(f"'model' is not valid JSON: {exc}")
+    return JSONResponse(None)
+
+
+def _register(catalog: Catalog, model: dict[str, Any], kind: str, persist: bool) -> Family:
+    """Xinference JSON -> custom family. A bare `model_uri` (no specs, no format) lets the
+    catalog infer format and type from the files, as `modelport register --model-path` does."""
+    uri = model.get("model_uri")
+    if uri and not model.get("model_specs") and not model.get("model_format"):
+        extra = {
+            key: model[key]
+            for key in ("dimensions", "max_tokens", "context_length", "description")
+            if model.get(key) is not None
+        }
+        if model.get("model_ability"):
+            extra["abilities"] = model["model_ability"]
+        if model.get("model_lang"):
+            extra["languages"] = model["model_lang"]
+        return catalog.register_path(
+            str(model.get("model_name", "")),
+            str(uri).removeprefix("file://"),
+            kind,
+            engine=model.get("model_engine"),
+            persist=persist,
+            **extra,
+        )
+    return catalog.register(family_from_xinference(model, kind), persist=persist)
+
+
+@xinference_router.delete("/model_registrations/{model_type}/{model_name}", dependencies=Admin)
+async def unregister_model(model_type: str, model_name: str, request: Request) -> JSONResponse:
+    try:
+        _catalog(request).unregister(model_name)
+    except CatalogError as exc:
+        return _detail(str(exc))
+    return JSONResponse(None)
+
+
+# --- admin API (One API envelope) -----------------------------------------------------------------
+@admin_router.get("/instances", summary="Launched models with their replicas and timers")
+async def instances(request: Request) -> dict[str, Any]:
+    return ok(_runtime(request).instances())
+
+
+@admin_router.post("/instances", summary="Launch (LaunchSpec fields); answers when ready")
+async def launch(request: Request) -> dict[str, Any]:
+    body = await json_body(request)
+    try:
+        spec = launch_spec_from_xinference(body)
+        wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
+        return ok(await _runtime(request).launch(spec, wait=wait))
+    except UidTaken as exc:
+        raise InvalidRequest(exc.message, status=409, code="uid_taken") from None
+    except LaunchError as exc:
+        raise InvalidRequest(exc.message, code="launch_failed") from None
+
+
+def _instance_call(request: Request, uid: str) -> Supervisor:
+    runtime = _runtime(request)
+    if uid not in runtime:
+        raise NotFound(f"no model is launched under uid {uid!r}")
+    return runtime
+
+
+@admin_router.get("/instances/{uid}")
+async def instance(uid: str, request: Request) -> dict[str, Any]:
+    return ok(_instance_call(request, uid).instance(uid))
+
+
+@admin_router.get("/instances/{uid}/logs", summary="The tail of each replica's worker log")
+async def logs(uid: str, request: Request) -> dict[str, Any]:
+    lines = int_param(request, "lines", 200, lo=1, hi=10_000)
+    raw = request.query_params.get("replica")
+    replica = int_param(request, "replica", 0) if raw not in (None, "") else None
+    return ok({"uid": uid, "logs": _instance_call(request, uid).logs(uid, lines, replica)})
+
+
+@admin_router.delete("/instances/{uid}")
+async def terminate(uid: str, request: Request) -> dict[str, Any]:
+    await _instance_call(request, uid).terminate(uid)
+    return ok(message=f"terminated {uid}")
+
+
+@admin_router.post("/instances/{uid}/unload", summary="Stop the workers; the next request reloads")
+async def unload(uid: str, request: Request) -> dict[str, Any]:
+    runtime = _instance_call(request, uid)
+    await runtime.unload(uid)
+    return ok(runtime.instance(uid))
+
+
+@admin_router.post("/instances/{uid}/load", summary="Start an unloaded model now")
+async def load(uid: str, request: Request) -> dict[str, Any]:
+    runtime = _instance_call(request, uid)
+    try:
+        await runtime.load(uid)
+    except UpstreamUnavailable as exc:
+        raise Unavailable(str(exc), code="load_failed") from None
+    return ok(runtime.instance(uid))
+
+
+@admin_router.get("/engines", summary="Engines, whether they run here, and why not")
+async def engines() -> dict[str, Any]:
+    # importing an engine's module may import its library: keep that off the event loop
+    return ok(await run_in_threadpool(registry.available_engines))
+
+
+@admin_router.get("/catalog", summary="Launchable families (built-in and custom)")
+async def catalog(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    families = _catalog(request).families(
+        type=q.get("type") or None, ability=q.get("ability") or None, search=q.get("search") or None
+    )
+    return ok([{**f.model_dump(mode="json"), "custom": f.custom} for f in families])

@@ -1,0 +1,1 @@
+"""Inference engines, one module each. See `base.Engine` for the contract."""

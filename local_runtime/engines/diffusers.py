@@ -1,0 +1,207 @@
+"""Text-to-image with a diffusers pipeline folder (Stable Diffusion 1.x/2.x/XL, SD3, Flux...).
+
+Why these choices:
+- One pipeline, one job at a time: a diffusers pipeline is not safe to call from two threads, and
+  one image job already uses every core or the whole GPU. Requests queue on an asyncio.Lock; the
+  queue depth and the running job's step ("step 3/20") show in status(), fed by the pipeline's
+  `callback_on_step_end`, so the UI can draw a progress bar for a job that takes a minute.
+- `seed` seeds a CPU torch.Generator: the same seed gives the same bytes on the same machine and
+  the same noise on CPU and GPU.
+- Weights load in float16 on CUDA, float32 on CPU (float16 kernels are slow or missing on CPU).
+- The worker turns the PNG bytes into b64_json or a URL; this engine only makes pictures.
+
+Engine options: `max_size` (largest side in pixels, default 2048), `max_n` (images per request,
+default 10, OpenAI's limit), `default_steps`, `max_steps` (default 150), `torch_dtype`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from local_runtime.engines.base import IMAGES, Engine, EngineError
+from local_runtime.spec import ResolvedSpec
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+
+def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise EngineError(f"{key} must be an integer", code="invalid_value")
+    if not lo <= int(value) <= hi:
+        raise EngineError(f"{key} must be between {lo} and {hi}; got {value}", code="invalid_value")
+    return int(value)
+
+
+class DiffusersEngine(Engine):
+    name = "diffusers"
+    model_types = frozenset({"image"})
+    capabilities = frozenset({IMAGES})
+    requires = "diffusers"
+
+    def __init__(self, spec: ResolvedSpec) -> None:
+        super().__init__(spec)
+        self._pipe: DiffusionPipeline | None = None
+        self._accepts: frozenset[str] = frozenset()
+        self._lock = asyncio.Lock()
+        self._progress_lock = threading.Lock()
+        self._waiting = 0
+        self._job: dict[str, int] | None = None
+        self._default_size = 512
+
+    @classmethod
+    def extra(cls) -> str:
+        return "image"
+
+    @classmethod
+    def match(cls, spec: ResolvedSpec) -> tuple[bool, str]:
+        ok, reason = super().match(spec)
+        if not ok:
+            return ok, reason
+        path = Path(spec.model_path)
+        if not (path / "model_index.json").is_file():
+            what = "a single file" if path.is_file() else "a folder without model_index.json"
+            return False, (
+                "diffusers needs a pipeline folder with model_index.json (save_pretrained layout); "
+                f"{path} is {what}"
+            )
+        return True, ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def load(self) -> None:
+        import torch
+        from diffusers import DiffusionPipeline
+
+        cuda = self.spec.device.startswith(("cuda", "gpu"))
+        dtype_name = self.spec.engine_options.get("torch_dtype")
+        dtype = getattr(torch, dtype_name) if dtype_name else (torch.float16 if cuda else None)
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if dtype is not None:
+            kwargs["torch_dtype"] = dtype
+        if self.spec.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        pipe = DiffusionPipeline.from_pretrained(self.spec.model_path, **kwargs)
+        if cuda:
+            index = (self.spec.gpu_idx or [0])[0]
+            pipe = pipe.to(f"cuda:{index}")
+        pipe.set_progress_bar_config(disable=True)
+        self._accepts = frozenset(inspect.signature(pipe.__call__).parameters)
+        unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        sample = getattr(getattr(unet, "config", None), "sample_size", None)
+        scale = getattr(pipe, "vae_scale_factor", 8)
+        if isinstance(sample, int):
+            self._default_size = sample * scale
+        self._pipe = pipe
+
+    def unload(self) -> None:
+        self._pipe = None
+
+    def status(self) -> dict[str, Any]:
+        with self._progress_lock:
+            job = dict(self._job) if self._job else None
+        return {"queued": self._waiting, "job": job}
+
+    # --- operation -------------------------------------------------------------------------
+    def _size(self, body: dict[str, Any]) -> tuple[int, int]:
+        size = body.get("size")
+        if size in (None, "", "auto"):
+            return self._default_size, self._default_size
+        max_side = int(self.spec.engine_options.get("max_size", 2048))
+        try:
+            w, h = (int(x) for x in str(size).lower().split("x"))
+        except ValueError:
+            raise EngineError(
+                f"size must look like 512x512 (WIDTHxHEIGHT); got {size!r}", code="invalid_value"
+            ) from None
+        if w % 8 or h % 8 or w <= 0 or h <= 0:
+            raise EngineError(f"size {size}: width and height must be multiples of 8")
+        if max(w, h) > max_side:
+            raise EngineError(f"size {size}: the largest side this model serves is {max_side}")
+        return w, h
+
+    def _call_kwargs(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate a request into pipeline arguments before it queues."""
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise EngineError("prompt must be a non-empty string", code="invalid_value")
+        opts = self.spec.engine_options
+        width, height = self._size(body)
+        kwargs: dict[str, Any] = {
+            "prompt": prompt,
+            "num_images_per_prompt": _int(body, "n", 1, 1, int(opts.get("max_n", 10))),
+            "width": width,
+            "height": height,
+            "num_inference_steps": _int(
+                body,
+                "num_inference_steps",
+                int(opts.get("default_steps", 30)),
+                1,
+                int(opts.get("max_steps", 150)),
+            ),
+        }
+        if body.get("negative_prompt"):
+            if "negative_prompt" not in self._accepts:
+                raise EngineError(f"model {self.spec.uid!r} does not take a negative_prompt")
+            kwargs["negative_prompt"] = str(body["negative_prompt"])
+        if body.get("guidance_scale") is not None:
+            try:
+                kwargs["guidance_scale"] = float(body["guidance_scale"])
+            except (TypeError, ValueError):
+                raise EngineError("guidance_scale must be a number", code="invalid_value") from None
+        seed = body.get("seed")
+        if seed is not None:
+            kwargs["seed"] = _int(body, "seed", 0, 0, 2**63 - 1)
+        return kwargs
+
+    async def images(self, body: dict[str, Any]) -> list[bytes]:
+        if self._pipe is None:
+            raise EngineError("model is not loaded", status=503, code="model_not_loaded")
+        kwargs = self._call_kwargs(body)
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await asyncio.to_thread(self._generate, self._pipe, kwargs)
+        finally:
+            self._lock.release()
+
+    def _generate(self, pipe: Any, kwargs: dict[str, Any]) -> list[bytes]:
+        import torch
+
+        steps = kwargs["num_inference_steps"]
+        seed = kwargs.pop("seed", None)
+        if seed is not None:
+            kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+        with self._progress_lock:
+            self._job = {"step": 0, "steps": steps, "images": kwargs["num_images_per_prompt"]}
+
+        def on_step_end(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            with self._progress_lock:
+                if self._job is not None:
+                    self._job["step"] = step + 1
+            return tensors
+
+        if "callback_on_step_end" in self._accepts:
+            kwargs["callback_on_step_end"] = on_step_end
+        try:
+            with torch.inference_mode():
+                result = pipe(**kwargs, output_type="pil")
+        finally:
+            with self._progress_lock:
+                self._job = None
+        out: list[bytes] = []
+        for image in result.images:
+            buf = io.BytesIO()
+            image.save(buf, format="PNG")
+            out.append(buf.getvalue())
+        return out

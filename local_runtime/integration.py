@@ -1,0 +1,83 @@
+"""Plug the local runtime into a gateway app (called by gateway.app._install_extensions).
+
+With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state, restores
+persisted launches in the background at startup, stops every worker at shutdown, feeds local UIDs
+to /v1/models, and mounts the Xinference and /api/runtime routes. Without the runtime the app
+is a pure gateway and none of these routes exist: Xinference clients then get 404 from
+/v1/cluster/auth, which they read as "no model management here".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from gateway.db.tables import Option
+from gateway.model_info import ServedModel
+from local_runtime.api import admin_router, xinference_router
+from local_runtime.catalog import Catalog
+from local_runtime.resolve import LaunchError
+from local_runtime.spec import LaunchSpec
+from local_runtime.supervisor import Supervisor
+from local_runtime.supervisor.options import UidTaken
+
+log = logging.getLogger("modelport.runtime")
+
+
+# The models that ship on PyPI (no hub needed): what `scripts/serve.sh` serves out of the box.
+STARTERS = (
+    LaunchSpec(model_name="smollm2-135m-instruct", model_uid="smollm2", model_type="llm"),
+    LaunchSpec(model_name="all-MiniLM-L6-v2", model_uid="all-minilm", model_type="embedding"),
+    LaunchSpec(model_name="whisper-tiny.en", model_uid="whisper-tiny.en", model_type="audio"),
+)
+STARTERS_DONE = "starter_models_launched"
+
+
+async def launch_starters(runtime: Supervisor, sessions: Any) -> None:
+    """Launch the starter models once, at the first start with `settings.starter` (later starts
+    restore whatever is launched then; terminated starters stay terminated)."""
+    async with sessions() as session:
+        if await session.get(Option, STARTERS_DONE) is not None:
+            return
+        session.add(Option(key=STARTERS_DONE, value="1"))
+        await session.commit()
+    for spec in STARTERS:
+        try:
+            await runtime.launch(spec, wait=False)
+        except (LaunchError, UidTaken) as exc:
+            log.warning("starter model %s not launched: %s", spec.model_name, exc)
+
+
+def install(app: FastAPI) -> None:
+    state: Any = app.state
+    settings = state.settings
+    if not settings.runtime_enabled:
+        return
+    catalog = Catalog.load(
+        builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
+    )
+    runtime = Supervisor(
+        settings=settings, catalog=catalog, routes=state.routes, sessions=state.sessions
+    )
+    state.catalog = catalog
+    state.runtime = runtime
+
+    def local_models() -> dict[str, ServedModel]:
+        return runtime.served_models()
+
+    state.models.local = local_models
+
+    async def on_startup(app: FastAPI) -> None:
+        await runtime.start()
+        if settings.starter:
+            await launch_starters(runtime, state.sessions)
+
+    async def on_shutdown(app: FastAPI) -> None:
+        await runtime.close()
+
+    state.startup_hooks.append(on_startup)
+    state.shutdown_hooks.append(on_shutdown)
+    app.include_router(xinference_router)
+    app.include_router(admin_router)

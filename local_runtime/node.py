@@ -1,0 +1,202 @@
+"""`modelport node`: a runtime Supervisor on a GPU machine, driven by the gateway.
+
+The node polls: every `interval` seconds it POSTs its record (workers with URLs the gateway can
+reach, model metadata, GPUs) to `<gateway>/api/nodes/heartbeat` with its node token, and the
+answer lists the LaunchSpecs placed on it. It converges on that list: launches what is missing,
+stops what was removed or changed. Polling rather than serving a command API means the node needs
+no inbound port besides its workers', any gateway replica behind a load balancer can answer, and
+a gateway restart loses nothing (desired state lives in the gateway's database).
+
+Workers listen on `--bind-host`, reachable by whoever reaches that address, so with
+`cluster_secret` (MODELPORT_CLUSTER_SECRET, the gateways' value) they answer only callers that
+send it, and the heartbeat proves to the gateway that both hold the same one; without a secret the
+node refuses to bind beyond loopback (gateway.cluster.secret says why and how).
+
+If the gateway is unreachable, workers keep serving and the node keeps trying; the gateway drops
+the node from routing after `node_ttl_s` without heartbeats. The node keeps its own bookkeeping
+in a SQLite file under its home; it never talks to the gateway's database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from gateway.cluster import secret as cluster_secret
+from gateway.db.engine import make_engine, make_sessionmaker, upgrade
+from gateway.logging import configure_logging
+from gateway.routing import RouteTable
+from gateway.settings import Settings
+from local_runtime.catalog import Catalog
+from local_runtime.resolve import LaunchError
+from local_runtime.spec import LaunchSpec
+from local_runtime.supervisor import Supervisor, UnknownInstance
+from local_runtime.supervisor.options import SupervisorOptions
+from local_runtime.supervisor.packing import query_gpus
+
+log = logging.getLogger("modelport.node")
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        token: str,
+        home: Path,
+        node_id: str | None = None,
+        advertise_host: str | None = None,
+        bind_host: str = "0.0.0.0",
+        interval: float = 1.0,
+        options: SupervisorOptions | None = None,
+    ) -> None:
+        self.gateway = gateway.rstrip("/")
+        self.token = token
+        self.node_id = node_id or socket.gethostname()
+        self.advertise_host = advertise_host or socket.gethostname()
+        self.interval = interval
+        home.mkdir(parents=True, exist_ok=True)
+        self.settings = Settings(
+            home=home,
+            database_url=f"sqlite+aiosqlite:///{home / 'node.db'}",
+            redis_url="",
+            runtime_enabled=True,
+        )
+        # never a command-line flag: other users of the machine can read a process's argv
+        self.secret = cluster_secret.configured(self.settings.cluster_secret)
+        self.options = options or SupervisorOptions()
+        self.options.worker_host = bind_host
+        self.options.worker_secret = self.secret
+        self._specs: dict[str, str] = {}  # uid -> LaunchSpec JSON we launched it with
+        self._gpus: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self.supervisor: Supervisor | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(upgrade, self.settings.db_url)
+        engine = make_engine(self.settings.db_url)
+        catalog = Catalog.load(
+            builtin_dir=self.settings.catalog_dir, custom_dir=self.settings.home / "custom_models"
+        )
+        sup = Supervisor(
+            settings=self.settings,
+            catalog=catalog,
+            routes=RouteTable(),
+            sessions=make_sessionmaker(engine),
+            options=self.options,
+            node=self.node_id,
+        )
+        self.supervisor = sup
+        await sup.start()
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.secret is not None:
+            headers[cluster_secret.PROOF_HEADER] = cluster_secret.proof(self.secret, self.node_id)
+        log.info("node %s heartbeating to %s", self.node_id, self.gateway)
+        try:
+            async with httpx.AsyncClient(timeout=10, headers=headers, trust_env=False) as http:
+                while not stop.is_set():
+                    await self._beat(http, sup)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            await sup.close()
+            await engine.dispose()
+
+    async def _beat(self, http: httpx.AsyncClient, sup: Supervisor) -> None:
+        try:
+            resp = await http.post(f"{self.gateway}/api/nodes/heartbeat", json=self.record(sup))
+            body = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("heartbeat to %s failed: %s", self.gateway, exc)
+            return
+        if not body.get("success"):
+            log.error("gateway refused the heartbeat: %s", body.get("message"))
+            return
+        await self.converge(sup, body["data"].get("desired", []))
+
+    def record(self, sup: Supervisor) -> dict[str, Any]:
+        models = sup.served_models()
+        workers = []
+        instances = []
+        for inst in sup.instances():
+            uid = inst["uid"]
+            model = models[uid].model_dump(mode="json") if uid in models else None
+            for rep in inst["replicas"]:
+                if rep["status"] == "ready":
+                    workers.append(
+                        {
+                            "uid": uid,
+                            "base_url": f"http://{self.advertise_host}:{rep['port']}/v1",
+                            "model": model,
+                            "gpus": rep["gpus"],
+                        }
+                    )
+            instances.append({k: inst.get(k) for k in ("uid", "status", "error", "model_name")})
+        return {
+            "node_id": self.node_id,
+            "address": self.advertise_host,  # what Xinference clients name as worker_ip
+            "workers": workers,
+            "instances": instances,
+            "gpus": self._gpu_info(),
+        }
+
+    def _gpu_info(self) -> list[dict[str, Any]]:
+        """nvidia-smi at most every 10 s: it is slow, and free memory changes slowly."""
+        at, info = self._gpus
+        if time.monotonic() - at > 10.0:
+            info = [
+                {"index": g.index, "total_bytes": g.total, "free_bytes": g.free}
+                for g in query_gpus()
+            ]
+            self._gpus = (time.monotonic(), info)
+        return info
+
+    async def converge(self, sup: Supervisor, desired: list[dict[str, Any]]) -> None:
+        wanted: dict[str, LaunchSpec] = {}
+        for raw in desired:
+            try:
+                spec = LaunchSpec.model_validate(raw)
+            except ValidationError as exc:
+                log.error("ignoring an invalid launch spec from the gateway: %s", exc)
+                continue
+            wanted[spec.uid] = spec
+        for uid in list(self._specs):
+            current = wanted.get(uid)
+            if current is None or current.model_dump_json() != self._specs[uid]:
+                self._specs.pop(uid)
+                with contextlib.suppress(UnknownInstance):
+                    await sup.terminate(uid)
+        for uid, spec in wanted.items():
+            if uid in self._specs:
+                continue
+            self._specs[uid] = spec.model_dump_json()
+            try:
+                await sup.launch(spec, wait=False, persist=False)
+            except LaunchError as exc:
+                log.error("cannot launch %s: %s", uid, exc.message)
+
+
+def run_node(agent: NodeAgent) -> None:
+    """Run until SIGINT/SIGTERM, then stop every worker; refuse to expose workers unguarded."""
+    try:
+        cluster_secret.require_secret(agent.options.worker_host, agent.secret)
+    except ValueError as exc:
+        raise SystemExit(f"modelport node: {exc}") from None
+    configure_logging(agent.settings.log_format, agent.settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command from a fresh checkout to the whole test suite passing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh test
+export MODELPORT_VLLM_PYTHON="${MODELPORT_VLLM_PYTHON:-$(pwd)/.venv-vllm/bin/python}"
+exec .venv/bin/python -m pytest -q -ra --durations=25 "$@"

@@ -1,0 +1,162 @@
+"""The micro-batcher: merging, ordering, bounds, overload, failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from local_runtime.batching import BatchSettings, MicroBatcher, Overloaded
+from local_runtime.engines.base import EngineError
+
+
+class Recorder:
+    """A batch function that records its batches and can be held or made to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.threads: set[str] = set()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # a batch has reached the model thread
+        self.fail_when: int | None = None  # fail batches containing this value
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.entered.set()
+        self.gate.wait()
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(list(items))
+        if self.fail_when is not None and self.fail_when in items:
+            raise ValueError(f"bad item {self.fail_when}")
+        return [x * 10 for x in items]
+
+
+async def test_concurrent_requests_are_merged_into_one_batch():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=64, max_wait_ms=50))
+    results = await asyncio.gather(*(batcher.submit([i]) for i in range(10)))
+    assert results == [[i * 10] for i in range(10)]
+    assert len(fn.batches) == 1  # all 10 were queued before the idle batcher cut
+    assert sorted(fn.batches[0]) == list(range(10))
+    batcher.close()
+
+
+async def test_results_keep_each_requests_order_and_batches_are_bounded():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=4, max_wait_ms=1))
+    requests = [list(range(start, start + 7)) for start in (0, 100, 200)]
+    results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+    assert results == [[x * 10 for x in r] for r in requests]
+    assert all(len(b) <= 4 for b in fn.batches)
+    flat = [x for b in fn.batches for x in b]
+    assert flat == [x for r in requests for x in r]  # FIFO across requests
+    batcher.close()
+
+
+async def test_full_batch_does_not_wait_for_the_timer():
+    fn = Recorder()
+    # A wait far longer than the test limit: only "batch full" can release it.
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=3, max_wait_ms=600_000))
+    assert await asyncio.wait_for(batcher.submit([1, 2, 3]), 60) == [10, 20, 30]
+    batcher.close()
+
+
+async def test_model_runs_on_one_dedicated_thread():
+    fn = Recorder()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0), name="solo")
+    await asyncio.gather(*(batcher.submit([i, i + 1]) for i in range(6)))
+    assert len(fn.threads) == 1
+    assert next(iter(fn.threads)).startswith("solo")
+    batcher.close()
+
+
+async def test_queue_bound_answers_429():
+    fn = Recorder()
+    fn.gate.clear()  # hold the first batch in the model thread
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0, max_queue=4))
+    first = asyncio.ensure_future(batcher.submit([1, 2]))
+    while not fn.entered.is_set():  # until the first batch is in the model thread
+        await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(batcher.submit([3, 4, 5, 6]))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit([7])
+    assert info.value.status == 429
+    assert "overloaded" in info.value.message
+    fn.gate.set()
+    assert await first == [10, 20]
+    assert await queued == [30, 40, 50, 60]
+    batcher.close()
+
+
+async def test_an_exception_fails_only_the_requests_in_that_batch():
+    fn = Recorder()
+    fn.fail_when = 13
+    fn.gate.clear()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0))
+    ok_before = asyncio.ensure_future(batcher.submit([1, 2]))
+    bad = asyncio.ensure_future(batcher.submit([13, 14]))
+    ok_after = asyncio.ensure_future(batcher.submit([5, 6]))
+    fn.gate.set()
+    assert await ok_before == [10, 20]
+    with pytest.raises(ValueError, match="bad item 13"):
+        await bad
+    assert await ok_after == [50, 60]
+    # and the batcher keeps working
+    assert await batcher.submit([7]) == [70]
+    batcher.close()
+
+
+async def test_wrong_result_count_is_an_error_not_a_misalignment():
+    batcher = MicroBatcher(lambda items: items[:-1], BatchSettings(max_wait_ms=0))
+    with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
+        await batcher.submit([1, 2])
+    batcher.close()
+
+
+async def test_cancelled_request_items_are_skipped():
+    fn = Recorder()
+    fn.gate.clear()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0))
+    first = asyncio.ensure_future(batcher.submit([1, 2]))
+    while not fn.entered.is_set():
+        await asyncio.sleep(0.001)
+    gone = asyncio.ensure_future(batcher.submit([3, 4]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    kept = asyncio.ensure_future(batcher.submit([5, 6]))
+    await asyncio.sleep(0)
+    fn.gate.set()
+    assert await first == [10, 20]
+    assert await kept == [50, 60]
+    assert [3, 4] not in fn.batches
+    batcher.close()
+
+
+async def test_close_fails_queued_requests_with_503():
+    fn = Recorder()
+    fn.gate.clear()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=1, max_wait_ms=0))
+    running = asyncio.ensure_future(batcher.submit([1]))
+    while not fn.entered.is_set():
+        await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(batcher.submit([2]))
+    await asyncio.sleep(0)
+    batcher.close()
+    fn.gate.set()
+    with pytest.raises(EngineError) as info:
+        await queued
+    assert info.value.status == 503
+    running.cancel()
+    with pytest.raises(EngineError):
+        await batcher.submit([3])
+
+
+def test_settings_from_engine_options():
+    s = BatchSettings.from_options({"max_batch_size": "8", "max_wait_ms": 2}, max_queue=99)
+    assert s == BatchSettings(max_batch_size=8, max_wait_ms=2.0, max_queue=99)
+    with pytest.raises(ValueError, match="max_batch_size >= 1"):
+        BatchSettings.from_options({"max_batch_size": 0})
+    with pytest.raises(ValueError, match="invalid batching option"):
+        BatchSettings.from_options({"max_wait_ms": "soon"})
