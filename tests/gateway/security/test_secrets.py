@@ -4,6 +4,7 @@ the access log line says who/what/where without secrets."""
 from __future__ import annotations
 
 import logging
+import time
 
 import httpx
 import openai
@@ -11,7 +12,7 @@ import orjson
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.logging import JsonFormatter
+from gateway.logging import ACCESS_LOGGER, JsonFormatter
 
 CHANNEL_KEY = "sk-channel-SECRET-0123456789abcdef"
 PROMPT = "my PROMPT-SECRET-42 is here"
@@ -25,6 +26,17 @@ class Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
+
+    def access_lines(self, request_id: str, limit_s: float = 10.0) -> list[dict]:
+        """The access lines of one request; the server writes them after the response is sent,
+        so this polls for a bounded time (not a timing assertion)."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            found = [orjson.loads(line) for line in self.lines if request_id in line]
+            access = [obj for obj in found if obj["logger"] == ACCESS_LOGGER]
+            if access or time.monotonic() > deadline:
+                return access
+            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -102,8 +114,7 @@ def test_access_line_fields(make_gateway, fake_upstream, logs):
         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert r.headers["x-request-id"] == "req-abc-123"
-    lines = [orjson.loads(line) for line in logs.lines if "req-abc-123" in line]
-    access = [obj for obj in lines if obj["logger"] == "modelport.access"]
+    access = logs.access_lines("req-abc-123")
     assert len(access) == 1
     a = access[0]
     assert (a["token"], a["model"], a["channel"], a["status"]) == ("alice", "m", "chan", 200)
