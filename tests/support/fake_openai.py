@@ -47,6 +47,7 @@ class FakeOpenAI:
     requests: list[Recorded] = field(default_factory=list)
     server: ServerThread | None = None
     failed: int = 0  # answers given with an error status (for fail_times)
+    abandoned: int = 0  # streams whose reader went away before the end
 
     @property
     def url(self) -> str:
@@ -57,6 +58,7 @@ class FakeOpenAI:
         self.behaviour = Behaviour(**kw)
         self.requests.clear()
         self.failed = 0
+        self.abandoned = 0
 
     def start(self) -> FakeOpenAI:
         self.server = ServerThread(build_app(self)).start()
@@ -139,6 +141,16 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
         include_usage = (body.get("stream_options") or {}).get("include_usage")
 
         async def events() -> Any:
+            finished = False
+            try:
+                async for chunk in frames():
+                    yield chunk
+                finished = True
+            finally:
+                if not finished:
+                    fake.abandoned += 1
+
+        async def frames() -> Any:
             def frame(obj: dict[str, Any]) -> bytes:
                 return b"data: " + orjson.dumps(obj) + b"\n\n"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -79,3 +81,26 @@ def test_stream_usage_is_recorded_and_not_shown_when_not_asked(gateway, fake_ups
     logs = gateway.api("GET", "/api/log/", params={"token_name": "u1"})
     assert logs[0]["is_stream"] and logs[0]["prompt_tokens"] == 11
     assert logs[0]["completion_tokens"] == 6
+
+
+def test_a_client_leaving_mid_stream_releases_the_upstream_and_is_logged(gateway, fake_upstream):
+    fake_upstream.reset(chunk_delay=5)  # the upstream would go on for a minute
+    gateway.add_channel(name="up", base_url=fake_upstream.url, models="m1")
+    key = gateway.create_token(name="leaver")
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "m1", "messages": [{"role": "user", "content": "x"}], "stream": True},
+        timeout=60,
+    ) as resp:
+        first = next(line for line in resp.iter_lines() if line.startswith("data:"))
+    assert '"content"' in first
+    # the gateway notices the hang-up and closes its upstream connection (bounded poll)
+    deadline = time.monotonic() + 30
+    while fake_upstream.abandoned == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake_upstream.abandoned == 1
+    gateway.flush_usage()
+    rows = gateway.api("GET", "/api/log/", params={"token_name": "leaver"})
+    assert len(rows) == 1 and "disconnected" in rows[0]["error"]
