@@ -50,7 +50,8 @@ from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.engines.toolcalls import Piece, ToolCallParser, ToolRequest, read_tools, split
 from local_runtime.engines.transformers_batch import Done, Failed, Scheduler, Ticket
-from local_runtime.engines.transformers_text import Reply, chat_messages, parse_sampling, usage
+from local_runtime.engines.transformers_sampling import parse_sampling
+from local_runtime.engines.transformers_text import Reply, chat_messages, usage
 from local_runtime.spec import ResolvedSpec
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class TransformersEngine(Engine):
         self._embed_lock = asyncio.Lock()
         self._waiting = 0
         self._batcher: Scheduler | None = None
+        self._vocab_size = 0  # rows of the output head: the token ids logit_bias may name
         self._model: Any = None
         self._tokenizer: Any = None
         self._device = "cpu"
@@ -127,6 +129,7 @@ class TransformersEngine(Engine):
                 self.context_length = limit
         self._model, self._tokenizer = model, tokenizer
         if self.spec.model_type == "llm":
+            self._vocab_size = int(model.get_output_embeddings().weight.shape[0])
             default_batch = 32 if cuda else 8
             max_batch = int(self.spec.engine_options.get("max_batch", default_batch))
             max_queue = int(self.spec.engine_options.get("max_queue", 8 * max_batch))
@@ -232,7 +235,7 @@ class TransformersEngine(Engine):
     ) -> dict[str, Any] | AsyncIterator[bytes]:
         """Validate, tokenize and queue now (errors and a full queue get their status before any
         byte is sent), then generate or stream. `tools`: the functions whose calls to parse."""
-        sampling = parse_sampling(body)
+        sampling = parse_sampling(body, self._vocab_size)
         ids = self._tokenizer(prompt, add_special_tokens=special)["input_ids"]
         room = self.context_length - len(ids)
         if room < 1:

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from local_runtime.batching import Overloaded
-from local_runtime.engines.transformers_text import Sampling, StopScanner, TextDelta
+from local_runtime.engines.transformers_sampling import Sampling, adjust_logits, draw_probs
+from local_runtime.engines.transformers_text import StopScanner, TextDelta
 
 if TYPE_CHECKING:
     import torch
@@ -106,10 +107,17 @@ class _Row:
         self.generated = 0
         self.length = len(ticket.prompt)  # tokens of this row in the KV cache
         self.finish: str | None = None
+        self.output: list[int] = []  # the tokens so far, kept for penalties only
+
+    @property
+    def adjusts_logits(self) -> bool:
+        return self.ticket.sampling.adjusts_logits
 
     def take(self, token: int) -> str:
         """Account one new token; return the text it releases; set `finish` when done."""
         self.generated += 1
+        if self.adjusts_logits:
+            self.output.append(token)
         if token in self.eos:
             self.finish = "stop"
             return self._drain()
@@ -378,25 +386,22 @@ class Scheduler:
         return gen
 
     def _sample(self, logits: torch.Tensor) -> list[int]:
-        """One token per row: argmax for greedy rows, else temperature/top-k/top-p sampling."""
+        """One token per row: bias and penalties first, then argmax for greedy rows, else
+        temperature/top-k/top-p/min-p sampling (see transformers_sampling)."""
         import torch
 
+        adjusted = [i for i, row in enumerate(self._rows) if row.adjusts_logits]
+        if adjusted:
+            logits = logits.to(torch.float32, copy=True)  # the model's own logits stay as they are
+            for i in adjusted:
+                row = self._rows[i]
+                adjust_logits(logits[i], row.ticket.sampling, row.ticket.prompt, row.output)
         picks = logits.argmax(dim=-1)
         drawn = [i for i, row in enumerate(self._rows) if row.generator is not None]
         if drawn:
             index = torch.tensor(drawn, device=self._device)
             params = [self._rows[i].ticket.sampling for i in drawn]
-            temps = torch.tensor([[p.temperature] for p in params], device=self._device)
-            scores = logits[index].float() / temps
-            if 0 < self._top_k < scores.shape[-1]:  # the checkpoint's default, as generate() does
-                kth = scores.topk(self._top_k, dim=-1).values[:, -1:]
-                scores = scores.masked_fill(scores < kth, float("-inf"))
-            probs = scores.softmax(dim=-1)
-            if any(p.top_p < 1.0 for p in params):
-                top_p = torch.tensor([[p.top_p] for p in params], device=self._device)
-                ranked, order = probs.sort(dim=-1, descending=True)
-                ranked = ranked.masked_fill(ranked.cumsum(dim=-1) - ranked > top_p, 0.0)
-                probs = torch.zeros_like(probs).scatter(-1, order, ranked)
+            probs = draw_probs(logits[index].float(), params, self._top_k)
             for j, i in enumerate(drawn):
                 picks[i] = torch.multinomial(probs[j], 1, generator=self._rows[i].generator)[0]
         return [int(t) for t in picks.tolist()]
@@ -404,7 +409,12 @@ class Scheduler:
     def _serial_step(self) -> bool:
         """The fallback: one whole request with `generate()`, tokens streamed as they come."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import (
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+        )
         from transformers.generation.streamers import BaseStreamer
 
         ticket = self._next_waiting()
@@ -434,6 +444,16 @@ class Scheduler:
                 done = row.finish is not None or row.ticket.cancelled
                 return torch.full((input_ids.shape[0],), done, device=input_ids.device)
 
+        class _Adjust(LogitsProcessor):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+                output = input_ids[0, len(ticket.prompt) :].tolist()
+                scores = scores.to(torch.float32, copy=True)
+                adjust_logits(scores[0], ticket.sampling, ticket.prompt, output)
+                return scores
+
+        kwargs = ticket.sampling.generate_kwargs(self._top_k)
+        if ticket.sampling.adjusts_logits:
+            kwargs["logits_processor"] = LogitsProcessorList([_Adjust()])
         if ticket.sampling.seed is not None:
             torch.manual_seed(ticket.sampling.seed)
         ids = torch.tensor([ticket.prompt], device=self._device)
@@ -444,7 +464,7 @@ class Scheduler:
             pad_token_id=self._tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([_Stop()]),
             streamer=_Tokens(),
-            **ticket.sampling.generate_kwargs(),
+            **kwargs,
         )
         self._rows = []  # left as is when generate raises: _fail_all tells the client
         self.steps += row.generated

@@ -1,8 +1,8 @@
 """Request parsing and response shaping for engines that generate text token by token in Python.
 
-Split from the transformers engine so the OpenAI-facing rules (what `stop`, `max_tokens`,
-`temperature` mean, what a chunk looks like) live apart from the torch plumbing, and can be
-tested without a model.
+Split from the transformers engine so the OpenAI-facing rules (messages, what a chunk looks like,
+stop strings across pieces) live apart from the torch plumbing, and can be tested without a model;
+the sampling fields are in `transformers_sampling`.
 """
 
 from __future__ import annotations
@@ -14,59 +14,6 @@ from typing import Any
 
 from local_runtime.engines.base import EngineError
 from local_runtime.engines.toolcalls import ToolCall, template_tool_calls
-
-MAX_STOPS = 4  # OpenAI's limit
-
-
-@dataclass
-class Sampling:
-    """What OpenAI's sampling fields mean for a HF `generate()` call."""
-
-    max_tokens: int | None
-    temperature: float
-    top_p: float
-    seed: int | None
-    stops: list[str] = field(default_factory=list)
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        if self.temperature == 0.0:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
-
-
-def _number(body: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EngineError(f"{key} must be a number", code="invalid_value")
-    if not lo <= value <= hi:
-        raise EngineError(f"{key} must be between {lo} and {hi}; got {value}", code="invalid_value")
-    return float(value)
-
-
-def parse_sampling(body: dict[str, Any]) -> Sampling:
-    if body.get("n") not in (None, 1):
-        raise EngineError("this engine returns one choice per request (n=1)", code="invalid_value")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise EngineError("max_tokens must be a positive integer", code="invalid_value")
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
-        raise EngineError(f"stop must be a string or up to {MAX_STOPS} non-empty strings")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise EngineError("seed must be an integer", code="invalid_value")
-    return Sampling(
-        max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0) or 1.0,
-        seed=seed,
-        stops=stops,
-    )
 
 
 def chat_messages(messages: Any) -> list[dict[str, Any]]:

@@ -171,15 +171,19 @@ async def test_a_client_that_leaves_frees_its_slot_at_once(llama_path: Path) -> 
         assert (status["active"], status["waiting"], status["cancelled"]) == (0, 0, 3)
 
 
-@pytest.fixture(scope="module")
-def sliding_path(llama_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sliding_copy(llama_path: Path, parent: Path) -> Path:
     """The tiny llama's weights as a Mistral with sliding-window attention (same math here)."""
-    folder = tmp_path_factory.mktemp("tiny-mistral") / "model"
+    folder = parent / "tiny-mistral"
     shutil.copytree(llama_path, folder)
     config = json.loads((folder / "config.json").read_text())
     config.update(model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=4096)
     (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+@pytest.fixture(scope="module")
+def sliding_path(llama_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sliding_copy(llama_path, tmp_path_factory.mktemp("sliding"))
 
 
 async def test_unbatchable_model_is_served_one_at_a_time(
