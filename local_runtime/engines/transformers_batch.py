@@ -444,11 +444,13 @@ class Scheduler:
                 done = row.finish is not None or row.ticket.cancelled
                 return torch.full((input_ids.shape[0],), done, device=input_ids.device)
 
+        prompt, sampling = ticket.prompt, ticket.sampling
+
         class _Adjust(LogitsProcessor):
             def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-                output = input_ids[0, len(ticket.prompt) :].tolist()
+                output = input_ids[0, len(prompt) :].tolist()
                 scores = scores.to(torch.float32, copy=True)
-                adjust_logits(scores[0], ticket.sampling, ticket.prompt, output)
+                adjust_logits(scores[0], sampling, prompt, output)
                 return scores
 
         kwargs = ticket.sampling.generate_kwargs(self._top_k)
