@@ -322,7 +322,6 @@ def download_huggingface(
 
     The endpoint is read from HF_ENDPOINT at call time: huggingface_hub reads it only at import.
     """
-    import httpx
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -336,6 +335,11 @@ def download_huggingface(
 
     endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     prefix = f"{where}: downloading {repo_id} from {endpoint} failed"
+    unreachable: tuple[type[Exception], ...] = (
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        *_hub_transport_errors(),
+    )
     try:
         info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True)
         siblings = [(s.rfilename, s.size or 0) for s in info.siblings or []]
@@ -358,13 +362,26 @@ def download_huggingface(
         ) from None
     except (RevisionNotFoundError, EntryNotFoundError) as exc:
         raise ModelFilesError(f"{prefix}: {exc}") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled, httpx.TransportError) as exc:
+    except unreachable as exc:
         raise ModelFilesError(
             f"{prefix}: the hub is unreachable ({exc}); copy the files there, pass "
             "--model-path, or set HF_ENDPOINT to a reachable mirror"
         ) from None
     except HfHubHTTPError as exc:
         raise ModelFilesError(f"{prefix}: {exc}") from None
+
+
+def _hub_transport_errors() -> tuple[type[Exception], ...]:
+    """What huggingface_hub raises when it cannot reach the hub: httpx's errors up to its 1.x,
+    httpx2's from 2.x (both are caught, so either release works)."""
+    import httpx
+
+    errors: list[type[Exception]] = [httpx.TransportError]
+    try:
+        import httpx2
+    except ImportError:
+        return tuple(errors)
+    return (*errors, httpx2.TransportError)
 
 
 def download_modelscope(
