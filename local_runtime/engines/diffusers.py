@@ -1,17 +1,24 @@
 """Text-to-image with a diffusers pipeline folder (Stable Diffusion 1.x/2.x/XL, SD3, Flux...).
 
 Why these choices:
-- One pipeline, one job at a time: a diffusers pipeline is not safe to call from two threads, and
-  one image job already uses every core or the whole GPU. Requests queue on an asyncio.Lock; the
-  queue depth and the running job's step ("step 3/20") show in status(), fed by the pipeline's
-  `callback_on_step_end`, so the UI can draw a progress bar for a job that takes a minute.
-- `seed` seeds a CPU torch.Generator: the same seed gives the same bytes on the same machine and
-  the same noise on CPU and GPU.
+- One pipeline call at a time, several requests per call: a diffusers pipeline is not safe to call
+  from two threads, and one call already uses every core or the whole GPU -- but on a GPU a batch
+  of images costs little more than one. Requests queue in arrival order; when the pipeline is free
+  the oldest request is joined by the waiting ones it can share a call with (same size, steps,
+  guidance scale, and negative prompt or none), up to `max_batch_images` images in all, each
+  image with its own prompt and seed. The queue depth and the running call's step ("step 3/20")
+  show in status(), fed by the pipeline's `callback_on_step_end`, so the UI can draw a progress
+  bar for a job that takes a minute. A request whose client left while it waited never runs.
+- `seed` seeds one CPU torch.Generator per image (image i of a request: seed + i): the same seed
+  gives the same bytes on the same machine whether the request ran alone or in a batch, and the
+  same noise on CPU and GPU.
 - Weights load in float16 on CUDA, float32 on CPU (float16 kernels are slow or missing on CPU).
 - The worker turns the PNG bytes into b64_json or a URL; this engine only makes pictures.
 
 Engine options: `max_size` (largest side in pixels, default 2048), `max_n` (images per request,
-default 10, OpenAI's limit), `default_steps`, `max_steps` (default 150), `torch_dtype`.
+default 10, OpenAI's limit), `default_steps`, `max_steps` (default 150), `torch_dtype`,
+`max_batch_images` (images per pipeline call, default 8 on CUDA, 1 on CPU where a batch takes
+as long as its images one by one).
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import secrets
 import threading
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +51,30 @@ def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     return int(value)
 
 
+@dataclass(eq=False)
+class _Job:
+    """One request's validated pipeline arguments and the future its caller awaits."""
+
+    kwargs: dict[str, Any]
+    future: asyncio.Future[list[bytes]]
+
+    @property
+    def images(self) -> int:
+        return int(self.kwargs["num_images_per_prompt"])
+
+    @property
+    def shape(self) -> tuple[Any, ...]:
+        """Requests of one shape can share a pipeline call."""
+        k = self.kwargs
+        return (
+            k["width"],
+            k["height"],
+            k["num_inference_steps"],
+            k.get("guidance_scale"),
+            "negative_prompt" in k,
+        )
+
+
 class DiffusersEngine(Engine):
     name = "diffusers"
     model_types = frozenset({"image"})
@@ -51,11 +85,13 @@ class DiffusersEngine(Engine):
         super().__init__(spec)
         self._pipe: DiffusionPipeline | None = None
         self._accepts: frozenset[str] = frozenset()
-        self._lock = asyncio.Lock()
+        self._queue: deque[_Job] = deque()
+        self._runner: asyncio.Task[None] | None = None
+        self._max_images = 1
         self._progress_lock = threading.Lock()
-        self._waiting = 0
         self._job: dict[str, int] | None = None
         self._default_size = 512
+        self.calls = 0  # pipeline calls made (a batch is one)
 
     @classmethod
     def extra(cls) -> str:
@@ -99,6 +135,7 @@ class DiffusersEngine(Engine):
         scale = getattr(pipe, "vae_scale_factor", 8)
         if isinstance(sample, int):
             self._default_size = sample * scale
+        self._max_images = int(self.spec.engine_options.get("max_batch_images", 8 if cuda else 1))
         self._pipe = pipe
 
     def unload(self) -> None:
@@ -107,7 +144,7 @@ class DiffusersEngine(Engine):
     def status(self) -> dict[str, Any]:
         with self._progress_lock:
             job = dict(self._job) if self._job else None
-        return {"queued": self._waiting, "job": job}
+        return {"queued": len(self._queue), "job": job}
 
     # --- operation -------------------------------------------------------------------------
     def _size(self, body: dict[str, Any]) -> tuple[int, int]:
@@ -164,26 +201,83 @@ class DiffusersEngine(Engine):
     async def images(self, body: dict[str, Any]) -> list[bytes]:
         if self._pipe is None:
             raise EngineError("model is not loaded", status=503, code="model_not_loaded")
-        kwargs = self._call_kwargs(body)
-        self._waiting += 1
+        job = _Job(self._call_kwargs(body), asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._drain())
         try:
-            await self._lock.acquire()
+            return await job.future
         finally:
-            self._waiting -= 1
-        try:
-            return await asyncio.to_thread(self._generate, self._pipe, kwargs)
-        finally:
-            self._lock.release()
+            if job in self._queue:  # the caller left before its turn: it never runs
+                self._queue.remove(job)
 
-    def _generate(self, pipe: Any, kwargs: dict[str, Any]) -> list[bytes]:
+    def _next_batch(self) -> list[_Job]:
+        """The oldest waiting request and the later ones that fit its call, in arrival order."""
+        first = self._queue.popleft()
+        batch, room = [first], self._max_images - first.images
+        for job in list(self._queue):
+            if 0 < job.images <= room and job.shape == first.shape:
+                self._queue.remove(job)
+                batch.append(job)
+                room -= job.images
+        return batch
+
+    async def _drain(self) -> None:
+        """Run pipeline calls while requests wait; a new runner starts with the next request."""
+        while self._queue:
+            batch = [job for job in self._next_batch() if not job.future.done()]
+            pipe = self._pipe
+            if not batch:
+                continue
+            if pipe is None:
+                failure = EngineError("model is not loaded", status=503, code="model_not_loaded")
+                for job in batch:
+                    job.future.set_exception(failure)
+                continue
+            try:
+                images = await asyncio.to_thread(self._generate, pipe, [j.kwargs for j in batch])
+            except Exception as exc:  # every request of the call gets the pipeline's error
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            for job in batch:
+                mine, images = images[: job.images], images[job.images :]
+                if not job.future.done():
+                    job.future.set_result(mine)
+
+    def _generate(self, pipe: Any, jobs: list[dict[str, Any]]) -> list[bytes]:
+        """One pipeline call for these requests' images, in request order."""
         import torch
 
-        steps = kwargs["num_inference_steps"]
-        seed = kwargs.pop("seed", None)
-        if seed is not None:
-            kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+        first = jobs[0]
+        prompts: list[str] = []
+        negatives: list[str] = []
+        generators: list[torch.Generator] = []
+        for kwargs in jobs:
+            seed = kwargs.get("seed")
+            for i in range(kwargs["num_images_per_prompt"]):
+                prompts.append(kwargs["prompt"])
+                if "negative_prompt" in kwargs:
+                    negatives.append(kwargs["negative_prompt"])
+                image_seed = secrets.randbits(63) if seed is None else (seed + i) % 2**63
+                generators.append(torch.Generator(device="cpu").manual_seed(image_seed))
+        call: dict[str, Any] = {
+            "prompt": prompts,
+            "num_images_per_prompt": 1,
+            "width": first["width"],
+            "height": first["height"],
+            "num_inference_steps": first["num_inference_steps"],
+            "generator": generators,
+        }
+        if negatives:
+            call["negative_prompt"] = negatives
+        if "guidance_scale" in first:
+            call["guidance_scale"] = first["guidance_scale"]
+        steps = call["num_inference_steps"]
         with self._progress_lock:
-            self._job = {"step": 0, "steps": steps, "images": kwargs["num_images_per_prompt"]}
+            self._job = {"step": 0, "steps": steps, "images": len(prompts), "requests": len(jobs)}
+            self.calls += 1
 
         def on_step_end(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             with self._progress_lock:
@@ -192,10 +286,10 @@ class DiffusersEngine(Engine):
             return tensors
 
         if "callback_on_step_end" in self._accepts:
-            kwargs["callback_on_step_end"] = on_step_end
+            call["callback_on_step_end"] = on_step_end
         try:
             with torch.inference_mode():
-                result = pipe(**kwargs, output_type="pil")
+                result = pipe(**call, output_type="pil")
         finally:
             with self._progress_lock:
                 self._job = None
@@ -204,4 +298,10 @@ class DiffusersEngine(Engine):
             buf = io.BytesIO()
             image.save(buf, format="PNG")
             out.append(buf.getvalue())
+        if len(out) != len(prompts):
+            raise EngineError(
+                f"the pipeline returned {len(out)} images for {len(prompts)} prompts",
+                status=500,
+                code="generation_failed",
+            )
         return out

@@ -7,6 +7,7 @@ import asyncio
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from local_runtime.engines.base import EngineError
@@ -111,6 +112,77 @@ async def test_concurrent_jobs_queue_and_all_finish(engine: DiffusersEngine) -> 
     jobs = [engine.images({"prompt": f"job {i}", **FAST}) for i in range(3)]
     results = await asyncio.gather(*jobs)
     assert [len(r) for r in results] == [1, 1, 1]
+
+
+@pytest.fixture(scope="module")
+def batcher(sd_path: str) -> DiffusersEngine:
+    eng = DiffusersEngine(sd_spec(sd_path, max_size=256, max_batch_images=4))
+    eng.load()
+    yield eng
+    eng.unload()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.int16)
+
+
+async def test_waiting_requests_share_a_call_and_keep_their_own_seeds(
+    batcher: DiffusersEngine,
+) -> None:
+    bodies = [
+        {"prompt": "a red cube", "seed": 1, **FAST},
+        {"prompt": "a blue ball", "seed": 2, "n": 2, **FAST},
+        {"prompt": "a green cone", "seed": 3, **FAST},
+    ]
+    alone = [await batcher.images(b) for b in bodies]
+    calls = batcher.calls
+    together = await asyncio.gather(*(batcher.images(b) for b in bodies))
+    assert batcher.calls == calls + 1  # four images, one pipeline call
+    assert [len(r) for r in together] == [1, 2, 1]
+    for solo, batched in zip(alone, together, strict=True):
+        for a, b in zip(solo, batched, strict=True):
+            # the same seeds give the same picture; a batch may round a pixel differently
+            assert np.abs(pixels(a) - pixels(b)).max() <= 2
+    assert not np.array_equal(pixels(together[1][0]), pixels(together[1][1]))  # seed + i
+
+
+async def test_requests_of_different_shapes_or_too_many_images_do_not_share(
+    batcher: DiffusersEngine,
+) -> None:
+    calls = batcher.calls
+    bodies = [
+        {"prompt": "x", **FAST},
+        {"prompt": "x", "size": "96x64", "num_inference_steps": 2},  # another size
+        {"prompt": "x", "negative_prompt": "blur", **FAST},  # a negative prompt
+        {"prompt": "x", "guidance_scale": 3.0, **FAST},  # another guidance scale
+    ]
+    await asyncio.gather(*(batcher.images(b) for b in bodies))
+    assert batcher.calls == calls + 4
+    calls = batcher.calls
+    await asyncio.gather(
+        batcher.images({"prompt": "x", "n": 3, **FAST}),
+        batcher.images({"prompt": "y", "n": 2, **FAST}),  # 3 + 2 > max_batch_images 4
+        batcher.images({"prompt": "z", **FAST}),  # fits beside the first
+    )
+    assert batcher.calls == calls + 2
+
+
+async def test_a_request_whose_client_left_never_runs(batcher: DiffusersEngine) -> None:
+    slow = asyncio.ensure_future(
+        batcher.images({"prompt": "slow", "size": "128x128", "num_inference_steps": 8})
+    )
+    while batcher.status()["job"] is None:  # the slow call is running
+        await asyncio.sleep(0.01)
+    calls = batcher.calls
+    left = asyncio.ensure_future(batcher.images({"prompt": "left", "size": "96x96"}))
+    await asyncio.sleep(0.05)
+    assert batcher.status()["queued"] == 1
+    left.cancel()
+    assert len(await slow) == 1
+    assert batcher.calls == calls and batcher.status() == {"queued": 0, "job": None}
 
 
 @pytest.mark.parametrize(
