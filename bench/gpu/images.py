@@ -36,7 +36,7 @@ from bench.gpu.media_models import build_sd15
 PROMPT = "a lighthouse on a cliff at sunset, oil painting"
 
 
-def spec(path: Path, device: str, steps: int) -> dict[str, Any]:
+def spec(path: Path, device: str, steps: int, batch_images: int) -> dict[str, Any]:
     return {
         "uid": "sd",
         "model_name": "sd-bench",
@@ -46,7 +46,7 @@ def spec(path: Path, device: str, steps: int) -> dict[str, Any]:
         "model_path": str(path),
         "device": device,
         "abilities": ["text2image"],
-        "engine_options": {"default_steps": steps},
+        "engine_options": {"default_steps": steps, "max_batch_images": batch_images},
     }
 
 
@@ -100,6 +100,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--concurrency", default="1,4")
+    ap.add_argument(
+        "--batch-images",
+        type=int,
+        default=8,
+        help="the worker's max_batch_images (8 is the CUDA default; 1 = one request per call)",
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -112,7 +118,7 @@ def main() -> None:
         r = in_process(path, args.device, args.size, args.steps, conc, duration)
         rows.append({"path": "in-process", "clients": conc, **row_stats(r)})
         print(rows[-1], flush=True)
-    worker, w_url = start_worker(spec(path, args.device, args.steps))
+    worker, w_url = start_worker(spec(path, args.device, args.steps, args.batch_images))
     gw, gw_url = start_gateway()
     try:
         key = gateway_route(gw_url, f"{w_url}/v1", ["sd"])

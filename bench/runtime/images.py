@@ -5,8 +5,9 @@ tests/support/tiny_models.py builds (random weights, 64x64, 4 steps, CPU float32
 - modelport worker process (engine diffusers), POST /v1/images/generations (b64_json);
 - modelport gateway -> supervisor -> worker (POST /v1/models, sk- token) when --gateway.
 
-1 and 4 concurrent clients (the engine runs one job at a time, so 4 clients measure queueing
-and the HTTP/PNG/base64 cost around each job).
+1 and 4 concurrent clients; the worker runs once with max_batch_images 1 (one request per pipeline
+call: 4 clients measure queueing and the HTTP/PNG/base64 cost around each job) and once with 4
+(waiting requests share a call).
 
     python bench/runtime/images.py [--quick] [--gateway]
 """
@@ -130,13 +131,14 @@ def main() -> None:
         "model_format": "diffusers",
         "model_path": path,
     }
-    w = worker(spec)
-    try:
-        for r in asyncio.run(over_http(w.url, "tiny-sd", n_images)):  # type: ignore[attr-defined]
-            rows.append({"system": "modelport worker", **r})
-            print(json.dumps(rows[-1]), flush=True)
-    finally:
-        w.stop()
+    for batch in (1, 4):  # max_batch_images: 1 is the CPU default, 4 lets 4 clients share calls
+        w = worker({**spec, "engine_options": {"max_batch_images": batch}})
+        try:
+            for r in asyncio.run(over_http(w.url, "tiny-sd", n_images)):  # type: ignore[attr-defined]
+                rows.append({"system": f"modelport worker, max_batch_images {batch}", **r})
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            w.stop()
     if a.gateway:
         with Gateway(runtime=True) as gw:
             launch(
