@@ -24,8 +24,12 @@ Why it works this way:
 - A bare call can only be told from a JSON answer at the end, so an answer that starts with `{` or
   `[` is held whole (with tools offered, a JSON answer streams in one piece at the end).
 - `tool_choice` "none" turns parsing off (the tools are still shown to the template, as vLLM
-  does); "auto", "required" and a named function parse. Nothing constrains sampling: a template
-  that reads `tool_choice` can ask the model, but "required" is not enforced.
+  does); "auto" parses. "required" and a named function are enforced by writing the start of the
+  call for the model (`ToolRequest.opening`, appended to the prompt): the model only continues a
+  call it did not choose to open. Named: the name is written too, so only the arguments are the
+  model's; "required": the model picks the name. Its tokens are not masked (no grammar), so a
+  model can still write a call that does not parse; that comes back as text, the opening with it.
+  FastGPT's question-classification and extraction nodes send a named `tool_choice`.
 """
 
 from __future__ import annotations
@@ -75,6 +79,27 @@ class ToolRequest:
 
     tools: list[dict[str, Any]]
     choice: str | dict[str, Any] | None
+
+    @property
+    def forces(self) -> bool:
+        """The choice asks for a call ("required" or a named function), not leaves it open."""
+        return self.choice == "required" or isinstance(self.choice, dict)
+
+    def opening(self, hermes: bool) -> str:
+        """The start of a call to write for the model: what a forcing `tool_choice` asks for.
+
+        `hermes`: the chat template writes calls in `<tool_call>` tags (else bare JSON calls).
+        Empty for "none", "auto" and no choice. Key order and spacing are those of the
+        Hermes/Qwen templates' own calls (`{"name": ..., "arguments": ...}`).
+        """
+        if self.choice == "required":
+            call = '{"name": "'
+        elif isinstance(self.choice, dict):
+            name = json.dumps(self.choice["function"]["name"], ensure_ascii=False)
+            call = f'{{"name": {name}, "arguments": '
+        else:
+            return ""
+        return f"{OPEN}\n{call}" if hermes else call
 
     @property
     def names(self) -> frozenset[str]:

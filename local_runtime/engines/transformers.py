@@ -22,7 +22,9 @@ Why these choices:
   by `toolcalls` (Hermes `<tool_call>` blocks, bare JSON calls), streamed or not. A template that
   does not read `tools` would drop them silently, so such a request is refused (400, as Ollama
   does) unless `tool_choice` is "none". An assistant's `tool_calls` and `tool` results in the
-  history are rendered by the template too.
+  history are rendered by the template too. A `tool_choice` of "required" or a named function is
+  enforced by ending the prompt with the start of a call (`<tool_call>` and the name, for
+  templates that write Hermes tags; a bare `{"name": ...` otherwise), which the model continues.
 - The waiting queue is bounded (`max_queue`): beyond it a request gets 429 at once, before any
   byte of a stream is sent.
 - Embeddings: masked mean pooling over the last hidden state, then L2 normalisation, what
@@ -48,7 +50,14 @@ from typing import TYPE_CHECKING, Any
 from local_runtime import sse
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
-from local_runtime.engines.toolcalls import Piece, ToolCallParser, ToolRequest, read_tools, split
+from local_runtime.engines.toolcalls import (
+    OPEN,
+    Piece,
+    ToolCallParser,
+    ToolRequest,
+    read_tools,
+    split,
+)
 from local_runtime.engines.transformers_batch import Done, Failed, Scheduler, Ticket
 from local_runtime.engines.transformers_sampling import parse_sampling
 from local_runtime.engines.transformers_text import Reply, chat_messages, usage
@@ -165,8 +174,13 @@ class TransformersEngine(Engine):
         self._need("llm")
         tools = read_tools(body)
         prompt = self._chat_prompt(chat_messages(body.get("messages")), tools)
+        opening = ""
+        if tools.forces:
+            opening = tools.opening(hermes=OPEN in self._template_source(tools.tools))
         reply = Reply(self.spec.uid, chat=True)
-        return await self._start(prompt, body, reply, special=False, tools=tools.names)
+        return await self._start(
+            prompt + opening, body, reply, special=False, tools=tools.names, opening=opening
+        )
 
     def _chat_prompt(self, messages: list[dict[str, Any]], tools: ToolRequest) -> str:
         """The prompt from the model's chat template, with the tools if the template reads them."""
@@ -205,7 +219,7 @@ class TransformersEngine(Engine):
         import jinja2
         from jinja2 import meta
 
-        source = self._tokenizer.get_chat_template(None, tools)
+        source = self._template_source(tools)
         if source not in self._template_vars:
             # transformers' `{% generation %}` tag is not jinja's; it wraps text, reads nothing.
             plain = re.sub(r"{%-?\s*(end)?generation\s*-?%}", "", source)
@@ -214,6 +228,10 @@ class TransformersEngine(Engine):
                 meta.find_undeclared_variables(env.parse(plain))
             )
         return self._template_vars[source]
+
+    def _template_source(self, tools: list[dict[str, Any]]) -> str:
+        """The chat template that renders these tools (a tokenizer may keep a "tool_use" one)."""
+        return str(self._tokenizer.get_chat_template(None, tools or None))
 
     async def completions(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[bytes]:
         self._need("llm")
@@ -232,9 +250,12 @@ class TransformersEngine(Engine):
         *,
         special: bool,
         tools: frozenset[str] = frozenset(),
+        opening: str = "",
     ) -> dict[str, Any] | AsyncIterator[bytes]:
         """Validate, tokenize and queue now (errors and a full queue get their status before any
-        byte is sent), then generate or stream. `tools`: the functions whose calls to parse."""
+        byte is sent), then generate or stream. `tools`: the functions whose calls to parse;
+        `opening`: the start of a call that ends the prompt, the output's beginning for the
+        parser (see `ToolRequest.opening`)."""
         sampling = parse_sampling(body, self._vocab_size)
         ids = self._tokenizer(prompt, add_special_tokens=special)["input_ids"]
         room = self.context_length - len(ids)
@@ -247,7 +268,7 @@ class TransformersEngine(Engine):
         ticket = Ticket(list(ids), min(sampling.max_tokens or default, room), sampling)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            stream = self._stream(ticket, reply, include_usage, tools)
+            stream = self._stream(ticket, reply, include_usage, tools, opening)
             # Its first step submits the ticket: a full queue raises here, before the 200.
             return _prepend(await anext(stream), stream)
         scheduler = self._scheduler
@@ -261,7 +282,7 @@ class TransformersEngine(Engine):
                 scheduler.cancel(ticket)
         if isinstance(event, Failed):
             raise EngineError(event.message, status=500, code="generation_failed")
-        text, calls = split("".join(parts), tools) if tools else ("".join(parts), [])
+        text, calls = split(opening + "".join(parts), tools) if tools else ("".join(parts), [])
         finish = "tool_calls" if calls else event.finish_reason
         return reply.full(text, finish, self._usage(ticket, event), calls)
 
@@ -276,7 +297,12 @@ class TransformersEngine(Engine):
         return usage(len(ticket.prompt), done.completion_tokens)
 
     async def _stream(
-        self, ticket: Ticket, reply: Reply, include_usage: bool, tools: frozenset[str]
+        self,
+        ticket: Ticket,
+        reply: Reply,
+        include_usage: bool,
+        tools: frozenset[str],
+        opening: str,
     ) -> AsyncGenerator[bytes, None]:
         scheduler = self._scheduler
         scheduler.submit(ticket)
@@ -295,6 +321,9 @@ class TransformersEngine(Engine):
 
         try:
             yield sse.frame_json(reply.chunk("" if reply.chat else None, None, first=True))
+            if parser and opening:
+                for frame in frames(parser.feed(opening)):
+                    yield frame
             while isinstance(event := await ticket.events.get(), str):
                 for frame in frames(parser.feed(event) if parser else [event]):
                     yield frame

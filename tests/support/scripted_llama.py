@@ -70,9 +70,16 @@ TOOLS_TEMPLATE = r"""
 
 
 def build_scripted_llama(
-    path: str | Path, script: tuple[str, ...] = TOOL_SCRIPT, chat_template: str = TOOLS_TEMPLATE
+    path: str | Path,
+    script: tuple[str, ...] = TOOL_SCRIPT,
+    chat_template: str = TOOLS_TEMPLATE,
+    branches: tuple[tuple[str, ...], ...] = (),
 ) -> Path:
-    """A model folder (transformers) whose every chat answer is "".join(script)."""
+    """A model folder (transformers) whose every chat answer is "".join(script).
+
+    `branches`: other chains, each started by its first piece: a prompt that ends with that piece
+    (an added token) is answered with the rest of the branch.
+    """
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -81,15 +88,14 @@ def build_scripted_llama(
         return out
     base = build_tiny_llama(out / "_base")
     tok = AutoTokenizer.from_pretrained(base)
-    tok.add_tokens(list(script))
+    tok.add_tokens([*script, *(piece for branch in branches for piece in branch)])
     tok.chat_template = chat_template
-    pieces = [tok.convert_tokens_to_ids(piece) for piece in script]
     prompt = tok.apply_chat_template(
         [{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False
     )
     start = tok(prompt, add_special_tokens=False)["input_ids"][-1]
-    chain = [start, *pieces]
-    assert len(set(chain)) == len(chain), "script pieces must be distinct tokens"
+    chains = [[start, *tok.convert_tokens_to_ids(list(script))]]
+    chains += [tok.convert_tokens_to_ids(list(branch)) for branch in branches]
 
     config = LlamaConfig.from_pretrained(base)
     config.vocab_size = len(tok)
@@ -98,16 +104,20 @@ def build_scripted_llama(
         4096  # tool schemas take many of this byte-level vocab's tokens
     )
     model = LlamaForCausalLM(config)
-    assert len(chain) <= config.hidden_size
+    links = [
+        (token, following)
+        for chain in chains
+        for token, following in zip(chain, [*chain[1:], config.eos_token_id], strict=True)
+    ]
+    assert len({token for token, _ in links}) == len(links), "pieces must be distinct tokens"
+    assert len(links) <= config.hidden_size
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
         embed, head = model.model.embed_tokens.weight, model.lm_head.weight
         head.zero_()
-        for k, (token, following) in enumerate(
-            zip(chain, [*pieces, config.eos_token_id], strict=True)
-        ):
+        for k, (token, following) in enumerate(links):
             embed[token] = 0.0
             embed[token, k] = 1.0  # after RMSNorm: 16 in dimension k (hidden size 256)
             head[following, k] = 10.0

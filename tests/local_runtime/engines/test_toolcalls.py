@@ -203,6 +203,49 @@ def test_read_tools() -> None:
 
 
 @pytest.mark.parametrize(
+    ("choice", "hermes", "opening"),
+    [
+        (None, True, ""),
+        ("auto", True, ""),
+        ("none", True, ""),
+        ("required", True, '<tool_call>\n{"name": "'),
+        ("required", False, '{"name": "'),
+        (
+            {"function": {"name": "get_time"}},
+            True,
+            '<tool_call>\n{"name": "get_time", "arguments": ',
+        ),
+        ({"function": {"name": "get_time"}}, False, '{"name": "get_time", "arguments": '),
+    ],
+)
+def test_a_forcing_choice_opens_the_call(choice: object, hermes: bool, opening: str) -> None:
+    request = read_tools({"tools": [tool("get_weather"), tool("get_time")], "tool_choice": choice})
+    assert request.forces == bool(opening)
+    assert request.opening(hermes) == opening
+
+
+@pytest.mark.parametrize("hermes", [True, False])
+@pytest.mark.parametrize(
+    ("choice", "rest"),
+    [
+        ({"function": {"name": "get_time"}}, '{"zone": "CET"}}'),
+        ("required", 'get_time", "arguments": {"zone": "CET"}}'),
+    ],
+)
+def test_the_opening_and_the_models_rest_parse_as_one_call(
+    hermes: bool, choice: object, rest: str
+) -> None:
+    """What the engine feeds its parser: the opening it wrote, then what the model went on with."""
+    opening = read_tools({"tools": [tool("get_time")], "tool_choice": choice}).opening(hermes)
+    ending = "\n</tool_call>" if hermes else ""
+    content, calls = split(opening + rest + ending, frozenset({"get_time"}))
+    assert (content, calls_of(calls)) == ("", [("get_time", {"zone": "CET"})])
+    # a rest that does not make a call is given back as text, with the opening: nothing is lost
+    content, calls = split(opening + "I'd rather not.", frozenset({"get_time"}))
+    assert (content, calls) == (opening + "I'd rather not.", [])
+
+
+@pytest.mark.parametrize(
     ("body", "needle"),
     [
         ({"tools": {"get_weather": {}}}, "must be a list"),

@@ -66,6 +66,29 @@ def scripted_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_scripted_llama(tmp_path_factory.mktemp("scripted") / "model")
 
 
+# A model that, left to choose, answers without a call; handed the start of a call (what a forcing
+# tool_choice writes at the end of the prompt), it finishes the call.
+DECLINE = "No tool is needed."
+NAMED_OPENING = '<tool_call>\n{"name": "get_weather", "arguments": '
+REQUIRED_OPENING = '<tool_call>\n{"name": "'
+FORCEABLE = {
+    "script": (DECLINE,),
+    "branches": (
+        (NAMED_OPENING, '{"city": "Paris"}}\n</tool_call>'),
+        (REQUIRED_OPENING, 'get_time", "arguments": {"zone": "CET"}}\n</tool_call>'),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def forceable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersEngine]:
+    path = build_scripted_llama(tmp_path_factory.mktemp("forceable") / "model", **FORCEABLE)
+    eng = TransformersEngine(hf_spec(path))
+    eng.load()
+    yield eng
+    eng.unload()
+
+
 @pytest.fixture(scope="module")
 def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
@@ -173,6 +196,34 @@ async def test_a_call_cut_by_max_tokens_is_text(scripted: TransformersEngine) ->
     text, events = await collect(await scripted.chat({**body, "stream": True}))
     assert text == "".join(TOOL_SCRIPT[:3])
     assert events[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_a_model_left_to_choose_declines(forceable: TransformersEngine) -> None:
+    for choice in (None, "auto"):
+        out = await forceable.chat({"messages": ASK, "tools": TOOLS, "tool_choice": choice})
+        assert out["choices"][0]["message"] == {"role": "assistant", "content": DECLINE}
+
+
+@pytest.mark.parametrize(
+    ("choice", "call"),
+    [
+        ({"type": "function", "function": {"name": "get_weather"}}, CALLS[0]),
+        ("required", CALLS[1]),
+    ],
+)
+async def test_a_forcing_tool_choice_gets_a_call(
+    forceable: TransformersEngine, choice: object, call: tuple[str, dict]
+) -> None:
+    body = {"messages": ASK, "tools": TOOLS, "tool_choice": choice}
+    out = await forceable.chat(body)
+    message = out["choices"][0]["message"]
+    assert out["choices"][0]["finish_reason"] == "tool_calls"
+    assert message["content"] is None and calls_of(message["tool_calls"]) == [call]
+    # the opening is prompt: billed as such, not as what the model wrote (one token + the end)
+    assert out["usage"]["completion_tokens"] == 2
+    text, events = await collect(await forceable.chat({**body, "stream": True}))
+    assert text == "" and calls_of(stream_calls(events)) == [call]
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
 def test_template_renders_tools_choice_and_history(scripted: TransformersEngine) -> None:
