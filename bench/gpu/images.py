@@ -4,9 +4,13 @@ worker) vs the same pipeline called in-process, at 1 and 4 concurrent clients.
 Model: a random-weight Stable Diffusion 1.5-shaped pipeline (bench/gpu/media_models.py), float16,
 512x512, 25 DDIM steps, one image per request. In-process does what a user's own script would:
 `pipe(prompt, ...)` then PNG-encode the image; the worker also base64-encodes it into JSON
-(`response_format=b64_json`). Figure: images/s and latency; ratio = through modelport / in-process.
+(`response_format=b64_json`). Figure: images/s and latency; ratio = through modelport / in-process
+one call per image. The worker runs once per `--batch-images` value (waiting requests of one shape
+share a pipeline call up to that many images); one `pipe()` call for N prompts in-process is the
+batching ceiling.
 
-    python bench/gpu/images.py [--device cuda] [--quick] [--size 512] [--steps 25] [--out FILE]
+    python bench/gpu/images.py [--device cuda] [--quick] [--size 512] [--steps 25]
+        [--concurrency 1,4] [--batch-images 1,8] [--out FILE]
 """
 
 from __future__ import annotations
@@ -50,14 +54,19 @@ def spec(path: Path, device: str, steps: int, batch_images: int) -> dict[str, An
     }
 
 
-def in_process(path: Path, device: str, size: int, steps: int, conc: int, duration: float) -> Any:
-    import threading
-
+def load_pipe(path: Path, device: str) -> Any:
     import torch
     from diffusers import DiffusionPipeline
 
     dtype = torch.float16 if device == "cuda" else torch.float32
-    pipe = DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype).to(device)
+    return DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype).to(device)
+
+
+def in_process(pipe: Any, size: int, steps: int, conc: int, duration: float) -> Any:
+    import threading
+
+    import torch
+
     lock = threading.Lock()  # a pipeline is not safe from two threads (the engine holds one too)
 
     def one() -> bool:
@@ -69,6 +78,20 @@ def in_process(path: Path, device: str, size: int, steps: int, conc: int, durati
 
     one()
     return run_clients(conc, duration, one)
+
+
+def batched_ceiling(pipe: Any, size: int, steps: int, batch: int) -> float:
+    """Images/s of one `pipe()` call for `batch` prompts: what batching can reach at best."""
+    import torch
+
+    def call() -> None:
+        with torch.inference_mode():
+            pipe([PROMPT] * batch, width=size, height=size, num_inference_steps=steps)
+
+    call()
+    t0 = time.perf_counter()
+    call()
+    return batch / (time.perf_counter() - t0)
 
 
 def over_http(url: str, headers: dict[str, str], size: int, conc: int, duration: float) -> Any:
@@ -102,9 +125,9 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4")
     ap.add_argument(
         "--batch-images",
-        type=int,
-        default=8,
-        help="the worker's max_batch_images (8 is the CUDA default; 1 = one request per call)",
+        default="8",
+        help="the worker's max_batch_images, comma-separated to compare (1 = a call per request; "
+        "8 is the CUDA default)",
     )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -114,24 +137,34 @@ def main() -> None:
     duration = 15.0 if args.quick else 30.0
     concs = [int(c) for c in args.concurrency.split(",")]
     rows: list[dict[str, Any]] = []
+    pipe = load_pipe(path, args.device)
     for conc in concs:
-        r = in_process(path, args.device, args.size, args.steps, conc, duration)
+        r = in_process(pipe, args.size, args.steps, conc, duration)
         rows.append({"path": "in-process", "clients": conc, **row_stats(r)})
         print(rows[-1], flush=True)
-    worker, w_url = start_worker(spec(path, args.device, args.steps, args.batch_images))
-    gw, gw_url = start_gateway()
-    try:
-        key = gateway_route(gw_url, f"{w_url}/v1", ["sd"])
-        for conc in concs:
-            r = over_http(f"{w_url}/v1/images/generations", {}, args.size, conc, duration)
-            rows.append({"path": "worker", "clients": conc, **row_stats(r)})
-            auth = {"Authorization": f"Bearer {key}"}
-            r = over_http(f"{gw_url}/v1/images/generations", auth, args.size, conc, duration)
-            rows.append({"path": "gateway -> worker", "clients": conc, **row_stats(r)})
-            print(rows[-2:], flush=True)
-    finally:
-        gw.stop()
-        worker.stop()
+    ceiling = [
+        {"batch": b, "per_s": batched_ceiling(pipe, args.size, args.steps, b)} for b in concs
+    ]
+    print(ceiling, flush=True)
+    del pipe
+    _free_gpu()
+    for batch in (int(b) for b in args.batch_images.split(",")):
+        worker, w_url = start_worker(spec(path, args.device, args.steps, batch))
+        gw, gw_url = start_gateway()
+        try:
+            key = gateway_route(gw_url, f"{w_url}/v1", ["sd"])
+            for conc in concs:
+                r = over_http(f"{w_url}/v1/images/generations", {}, args.size, conc, duration)
+                rows.append({"path": f"worker, batch {batch}", "clients": conc, **row_stats(r)})
+                auth = {"Authorization": f"Bearer {key}"}
+                r = over_http(f"{gw_url}/v1/images/generations", auth, args.size, conc, duration)
+                rows.append(
+                    {"path": f"gateway -> worker, batch {batch}", "clients": conc, **row_stats(r)}
+                )
+                print(rows[-2:], flush=True)
+        finally:
+            gw.stop()
+            worker.stop()
     direct = {r["clients"]: r["per_s"] for r in rows if r["path"] == "in-process"}
     for r in rows:
         r["ratio"] = r["per_s"] / direct[r["clients"]] if direct.get(r["clients"]) else None
@@ -139,9 +172,22 @@ def main() -> None:
     print(
         table(rows, ["path", "clients", "requests", "errors", "per_s", "p50_s", "p99_s", "ratio"])
     )
+    print("\nin-process, one pipe() call for N prompts (the batching ceiling)\n")
+    print(table(ceiling, ["batch", "per_s"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"gpu": gpu_name(), "rows": rows}, indent=2))
+        out = {"gpu": gpu_name(), "rows": rows, "batched_ceiling": ceiling}
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+
+def _free_gpu() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ Why these choices:
   of images costs little more than one. Requests queue in arrival order; when the pipeline is free
   the oldest request is joined by the waiting ones it can share a call with (same size, steps,
   guidance scale, and negative prompt or none), up to `max_batch_images` images in all, each
-  image with its own prompt and seed. The queue depth and the running call's step ("step 3/20")
+  image with its own prompt and seed. Clients in a closed loop come back one by one after a
+  batch is answered, so when fewer images wait than the last call made, the runner waits up to
+  `max_wait_ms` (default 100, nothing next to a call of a second or more) for the rest; a lone
+  client, whose last call was its own, never waits. PNG encoding runs outside the pipeline's
+  thread, each request's in its own, so the next call starts at once. The queue depth and the running call's step ("step 3/20")
   show in status(), fed by the pipeline's `callback_on_step_end`, so the UI can draw a progress
   bar for a job that takes a minute. A request whose client left while it waited never runs.
 - `seed` seeds one CPU torch.Generator per image (image i of a request: seed + i): the same seed
@@ -18,12 +22,14 @@ Why these choices:
 Engine options: `max_size` (largest side in pixels, default 2048), `max_n` (images per request,
 default 10, OpenAI's limit), `default_steps`, `max_steps` (default 150), `torch_dtype`,
 `max_batch_images` (images per pipeline call, default 8 on CUDA, 1 on CPU where a batch takes
-as long as its images one by one).
+as long as its images one by one), `max_wait_ms` (how long a smaller batch than the last waits for
+the rest, default 100).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import io
 import secrets
@@ -38,6 +44,7 @@ from local_runtime.spec import ResolvedSpec
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
+    from PIL.Image import Image
 
 
 def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -56,7 +63,7 @@ class _Job:
     """One request's validated pipeline arguments and the future its caller awaits."""
 
     kwargs: dict[str, Any]
-    future: asyncio.Future[list[bytes]]
+    future: asyncio.Future[list[Image]]
 
     @property
     def images(self) -> int:
@@ -88,6 +95,9 @@ class DiffusersEngine(Engine):
         self._queue: deque[_Job] = deque()
         self._runner: asyncio.Task[None] | None = None
         self._max_images = 1
+        self._max_wait_s = 0.1
+        self._last_images = 0  # images the last pipeline call made
+        self._arrived: asyncio.Event | None = None  # set when a request queues (the runner's)
         self._progress_lock = threading.Lock()
         self._job: dict[str, int] | None = None
         self._default_size = 512
@@ -136,6 +146,7 @@ class DiffusersEngine(Engine):
         if isinstance(sample, int):
             self._default_size = sample * scale
         self._max_images = int(self.spec.engine_options.get("max_batch_images", 8 if cuda else 1))
+        self._max_wait_s = float(self.spec.engine_options.get("max_wait_ms", 100)) / 1000
         self._pipe = pipe
 
     def unload(self) -> None:
@@ -203,13 +214,16 @@ class DiffusersEngine(Engine):
             raise EngineError("model is not loaded", status=503, code="model_not_loaded")
         job = _Job(self._call_kwargs(body), asyncio.get_running_loop().create_future())
         self._queue.append(job)
+        if self._arrived is not None:
+            self._arrived.set()
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._drain())
         try:
-            return await job.future
+            images = await job.future
         finally:
             if job in self._queue:  # the caller left before its turn: it never runs
                 self._queue.remove(job)
+        return await asyncio.to_thread(_pngs, images)
 
     def _next_batch(self) -> list[_Job]:
         """The oldest waiting request and the later ones that fit its call, in arrival order."""
@@ -224,7 +238,9 @@ class DiffusersEngine(Engine):
 
     async def _drain(self) -> None:
         """Run pipeline calls while requests wait; a new runner starts with the next request."""
+        self._arrived = asyncio.Event()  # bound to this runner's loop
         while self._queue:
+            await self._gather(self._arrived)
             batch = [job for job in self._next_batch() if not job.future.done()]
             pipe = self._pipe
             if not batch:
@@ -234,6 +250,7 @@ class DiffusersEngine(Engine):
                 for job in batch:
                     job.future.set_exception(failure)
                 continue
+            self._last_images = sum(job.images for job in batch)
             try:
                 images = await asyncio.to_thread(self._generate, pipe, [j.kwargs for j in batch])
             except Exception as exc:  # every request of the call gets the pipeline's error
@@ -246,7 +263,17 @@ class DiffusersEngine(Engine):
                 if not job.future.done():
                     job.future.set_result(mine)
 
-    def _generate(self, pipe: Any, jobs: list[dict[str, Any]]) -> list[bytes]:
+    async def _gather(self, arrived: asyncio.Event) -> None:
+        """Wait, at most `max_wait_ms`, while fewer images wait than the last call made."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_wait_s
+        want = min(self._last_images, self._max_images)
+        while sum(job.images for job in self._queue) < want and loop.time() < deadline:
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), deadline - loop.time())
+
+    def _generate(self, pipe: Any, jobs: list[dict[str, Any]]) -> list[Image]:
         """One pipeline call for these requests' images, in request order."""
         import torch
 
@@ -293,11 +320,7 @@ class DiffusersEngine(Engine):
         finally:
             with self._progress_lock:
                 self._job = None
-        out: list[bytes] = []
-        for image in result.images:
-            buf = io.BytesIO()
-            image.save(buf, format="PNG")
-            out.append(buf.getvalue())
+        out: list[Image] = list(result.images)
         if len(out) != len(prompts):
             raise EngineError(
                 f"the pipeline returned {len(out)} images for {len(prompts)} prompts",
@@ -305,3 +328,12 @@ class DiffusersEngine(Engine):
                 code="generation_failed",
             )
         return out
+
+
+def _pngs(images: list[Image]) -> list[bytes]:
+    out = []
+    for image in images:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out

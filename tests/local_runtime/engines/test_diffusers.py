@@ -116,7 +116,7 @@ async def test_concurrent_jobs_queue_and_all_finish(engine: DiffusersEngine) -> 
 
 @pytest.fixture(scope="module")
 def batcher(sd_path: str) -> DiffusersEngine:
-    eng = DiffusersEngine(sd_spec(sd_path, max_size=256, max_batch_images=4))
+    eng = DiffusersEngine(sd_spec(sd_path, max_size=256, max_batch_images=4, max_wait_ms=500))
     eng.load()
     yield eng
     eng.unload()
@@ -147,6 +147,32 @@ async def test_waiting_requests_share_a_call_and_keep_their_own_seeds(
             # the same seeds give the same picture; a batch may round a pixel differently
             assert np.abs(pixels(a) - pixels(b)).max() <= 2
     assert not np.array_equal(pixels(together[1][0]), pixels(together[1][1]))  # seed + i
+
+
+async def test_clients_coming_back_one_by_one_still_share_a_call(
+    batcher: DiffusersEngine,
+) -> None:
+    """Closed-loop clients: answered together, back a few ms apart; the next call waits for all
+    of them (within max_wait_ms) instead of starting with the first and leaving three behind."""
+
+    async def client(i: int) -> None:
+        for _ in range(3):
+            await batcher.images({"prompt": f"client {i}", **FAST})
+            await asyncio.sleep(0.01 * i)  # reading the answer takes each client its own time
+
+    calls = batcher.calls
+    await asyncio.gather(*(client(i) for i in range(4)))
+    assert batcher.calls == calls + 3  # twelve images, three calls of four
+
+
+async def test_a_lone_client_does_not_wait_for_others(sd_path: str) -> None:
+    eng = DiffusersEngine(sd_spec(sd_path, max_size=256, max_batch_images=4, max_wait_ms=60_000))
+    eng.load()
+    try:
+        for _ in range(3):  # each call's one image is all the last call made: no gathering
+            await asyncio.wait_for(eng.images({"prompt": "alone", **FAST}), 60)
+    finally:
+        eng.unload()
 
 
 async def test_requests_of_different_shapes_or_too_many_images_do_not_share(
