@@ -13,6 +13,10 @@ that GPU node through gateway.cluster.launch, the code path of `POST /api/nodes/
 answers once the node reports the model ready; DELETE withdraws the UID from every node as well
 as stopping it here.
 
+A gateway without the runtime (`MODELPORT_RUNTIME_ENABLED=false`, the Kubernetes layout) mounts
+`launch_router` alone: launches then go to the named node, or to the connected node with the
+most free GPU memory, and the registration routes, which need the runtime's catalog, are absent.
+
 /api/runtime/* speaks One API's `{success, message, data}` envelope like the rest of /api.
 """
 
@@ -37,6 +41,7 @@ from local_runtime.engines import registry
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import TYPE_ALIASES, LaunchSpec
 from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
+from local_runtime.supervisor.options import SupervisorOptions
 
 # Xinference launch fields the spec does not carry: no meaning here (virtualenvs, PEFT, ...), or
 # handled by launch_model itself (worker_ip: resolved to the node advertising that host).
@@ -59,6 +64,7 @@ IGNORED_LAUNCH_FIELDS = frozenset(
     }
 )
 
+launch_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
 xinference_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
 admin_router = APIRouter(
     prefix="/api/runtime", tags=["Runtime admin API"], dependencies=[Depends(require_admin)]
@@ -68,6 +74,11 @@ Admin = [Depends(require_admin)]
 
 def _runtime(request: Request) -> Supervisor:
     runtime: Supervisor = request.app.state.runtime
+    return runtime
+
+
+def _runtime_or_none(request: Request) -> Supervisor | None:
+    runtime: Supervisor | None = request.app.state.runtime
     return runtime
 
 
@@ -117,12 +128,12 @@ def launch_spec_from_xinference(body: Any) -> LaunchSpec:
 
 
 # --- Xinference model API -------------------------------------------------------------------------
-@xinference_router.get("/cluster/auth", summary="Whether this server wants an API key (it does)")
+@launch_router.get("/cluster/auth", summary="Whether this server wants an API key (it does)")
 async def cluster_auth() -> dict[str, bool]:
     return {"auth": True}
 
 
-@xinference_router.post("/models", dependencies=Admin, summary="Launch a model (Xinference)")
+@launch_router.post("/models", dependencies=Admin, summary="Launch a model (Xinference)")
 async def launch_model(request: Request) -> JSONResponse:
     try:
         body = await json_body(request)
@@ -134,10 +145,11 @@ async def launch_model(request: Request) -> JSONResponse:
         if spec.node is None and body.get("worker_ip"):
             node = await cluster_launch.node_at(request.app.state, str(body["worker_ip"]))
             spec = spec.model_copy(update={"node": node})
-        if spec.node is not None:
+        runtime = _runtime_or_none(request)
+        if spec.node is not None or runtime is None:  # no runtime here: the roomiest node
             await _launch_on_node(request, spec, wait=wait)
         else:
-            await _runtime(request).launch(spec, wait=wait)
+            await runtime.launch(spec, wait=wait)
     except UidTaken as exc:
         return _detail(exc.message, 409)
     except LaunchError as exc:
@@ -148,27 +160,29 @@ async def launch_model(request: Request) -> JSONResponse:
 
 
 async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> None:
-    """`node` set: placed exactly as POST /api/nodes/models places it, then awaited like a
-    local launch (ready, or the node's own error and nothing left placed)."""
+    """Placed exactly as POST /api/nodes/models places it (on `node`, or the roomiest node),
+    then awaited like a local launch (ready, or the node's own error and nothing left placed)."""
     state = request.app.state
     placed = await cluster_launch.place(state, spec)
     if wait:
+        runtime = _runtime_or_none(request)
+        options = runtime.options if runtime is not None else SupervisorOptions()
         await cluster_launch.wait_ready(
-            state,
-            placed,
-            placed_at=time.time(),
-            limit_s=_runtime(request).options.ready_timeout_s,
+            state, placed, placed_at=time.time(), limit_s=options.ready_timeout_s
         )
 
 
-@xinference_router.delete(
+@launch_router.delete(
     "/models/{model_uid}", dependencies=Admin, summary="Terminate a model (Xinference)"
 )
 async def terminate_model(model_uid: str, request: Request) -> JSONResponse:
     """Stops the UID here and withdraws it from every GPU node it was launched on."""
     on_nodes = await cluster_launch.unplace_everywhere(request.app.state, model_uid)
+    runtime = _runtime_or_none(request)
     try:
-        await _runtime(request).terminate(model_uid)
+        if runtime is None:
+            raise UnknownInstance(model_uid)
+        await runtime.terminate(model_uid)
     except UnknownInstance as exc:
         if not on_nodes:
             return _detail(exc.message)

@@ -3,8 +3,8 @@
 With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state, restores
 persisted launches in the background at startup, stops every worker at shutdown, feeds local UIDs
 to /v1/models, and mounts the Xinference and /api/runtime routes. Without the runtime the app
-is a pure gateway and none of these routes exist: Xinference clients then get 404 from
-/v1/cluster/auth, which they read as "no model management here".
+runs no model itself; it mounts Xinference's launch and terminate routes alone, which place
+models on the GPU nodes (`modelport node`) that heartbeat to it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from gateway.db.tables import Option
 from gateway.model_info import ServedModel
-from local_runtime.api import admin_router, xinference_router
+from local_runtime.api import admin_router, launch_router, xinference_router
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
@@ -54,6 +54,7 @@ def install(app: FastAPI) -> None:
     state: Any = app.state
     settings = state.settings
     if not settings.runtime_enabled:
+        app.include_router(launch_router)  # on GPU nodes
         return
     catalog = Catalog.load(
         builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
@@ -79,5 +80,6 @@ def install(app: FastAPI) -> None:
 
     state.startup_hooks.append(on_startup)
     state.shutdown_hooks.append(on_shutdown)
+    app.include_router(launch_router)
     app.include_router(xinference_router)
     app.include_router(admin_router)

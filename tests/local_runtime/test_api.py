@@ -85,9 +85,20 @@ def test_auth(gw: Gateway) -> None:
     assert httpx.get(f"{gw.url}/api/runtime/instances").json()["success"] is False
 
 
-def test_runtime_disabled_mounts_nothing(gateway: Gateway) -> None:
-    assert httpx.get(f"{gateway.url}/v1/cluster/auth").status_code == 404
+def test_runtime_disabled_mounts_only_node_launches(gateway: Gateway) -> None:
+    """No runtime: launches go to GPU nodes (tests/scale/test_node_launch.py), with none
+    connected a launch says so; the registrations, which need the catalog, are not there."""
     assert gateway.app.state.runtime is None
+    assert httpx.get(f"{gateway.url}/v1/cluster/auth").json() == {"auth": True}
+    auth = {"Authorization": ADMIN_TOKEN}
+    r = httpx.post(f"{gateway.url}/v1/models", json={"model_name": "x"}, headers=auth)
+    assert r.status_code == 400
+    assert r.json() == {"detail": "no node is connected: start `modelport node` on a GPU machine"}
+    r = httpx.delete(f"{gateway.url}/v1/models/x", headers=auth)
+    assert r.status_code == 400
+    assert r.json() == {"detail": "no model is launched under uid 'x'"}
+    assert httpx.get(f"{gateway.url}/v1/model_registrations/LLM", headers=auth).status_code == 404
+    assert httpx.get(f"{gateway.url}/api/runtime/instances", headers=auth).status_code == 404
 
 
 @needs_smollm2

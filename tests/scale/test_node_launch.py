@@ -142,3 +142,24 @@ def test_worker_ip_picks_the_node_advertising_that_host(cluster):
     assert "no connected node is at worker_ip '10.9.9.9'" in r.json()["detail"]
     assert "a (127.0.0.1)" in r.json()["detail"]
     client.terminate_model("ipchat")
+
+
+def test_a_gateway_without_runtime_launches_on_the_roomiest_node(make_gateway, tmp_path: Path):
+    """The Kubernetes layout: gateways run no model; Xinference's launch, with no node named,
+    lands on a connected node, serves from there and is terminated there."""
+    gw = make_gateway(node_token=NODE_TOKEN, cluster_secret=SECRET, node_ttl_s=2.0)
+    assert gw.app.state.runtime is None
+    node = Node(tmp_path / "a", gateway=gw.url, token=NODE_TOKEN, node_id="a", secret=SECRET)
+    try:
+        connected(gw, {"a"})
+        client = RESTfulClient(gw.url, api_key=ADMIN_TOKEN)
+        assert client.launch_model(model_name=MODEL, model_uid="k", model_engine="fake") == "k"
+        assert ready_nodes(gw, "k") == {"a"}
+        key = gw.create_token(name="k")
+        reply = gw.openai(key).chat.completions.create(model="k", messages=MSG)
+        assert reply.choices[0].message.content
+        client.terminate_model("k")
+        assert gw.api("GET", "/api/nodes/models") == []
+        wait_for(lambda: not ready_nodes(gw, "k"), "k stopped on a", 60)
+    finally:
+        node.stop()
