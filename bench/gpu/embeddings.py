@@ -145,7 +145,13 @@ def worker_cpu(pid: int, url: str) -> tuple[float, float, int]:
 
 
 def through_worker(
-    path: Path, device: str, quick: bool, batch: int, dtype: str, fronts: int = 0
+    path: Path,
+    device: str,
+    quick: bool,
+    batch: int,
+    dtype: str,
+    fronts: int = 0,
+    client_procs: int = 0,
 ) -> list[dict[str, Any]]:
     spec = {
         "uid": "emb",
@@ -170,7 +176,13 @@ def through_worker(
         for conc, per_request in cases:
             ref = "bench.gpu.embeddings:" + ("body_one" if per_request == 1 else "body_sixteen")
             loop, front, items = worker_cpu(proc.p.pid, url)
-            res = load(f"{url}/v1/embeddings", ref, concurrency=conc, duration=3 if quick else 8)
+            res = load(
+                f"{url}/v1/embeddings",
+                ref,
+                concurrency=conc,
+                duration=3 if quick else 8,
+                procs=client_procs,
+            )
             loop_after, front_after, items_after = worker_cpu(proc.p.pid, url)
             served = (items_after - items) / per_request or float("nan")
             r = res.row()
@@ -204,6 +216,12 @@ def main() -> None:
     ap.add_argument(
         "--fronts", default="0", help="http_fronts values to compare, comma-separated (0,4)"
     )
+    ap.add_argument(
+        "--client-procs",
+        type=int,
+        default=0,
+        help="load-generator processes (default: a quarter of the cores, at most 8)",
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     out: dict[str, Any] = {
@@ -219,7 +237,9 @@ def main() -> None:
         best = max(r["sentences_per_s"] for r in inproc)
         worker = []
         for fronts in (int(n) for n in args.fronts.split(",")):
-            worker += through_worker(path, args.device, args.quick, 256, args.dtype, fronts)
+            worker += through_worker(
+                path, args.device, args.quick, 256, args.dtype, fronts, args.client_procs
+            )
         worker += through_worker(path, args.device, args.quick, 1, args.dtype)
         for r in worker:
             r["ratio_to_best_in_process"] = r["sentences_per_s"] / best
