@@ -19,6 +19,16 @@ n_threads, n_threads_batch, n_batch, n_ubatch, n_gpu_layers, chat_template (jinj
 model_file (which .gguf in a folder), mmproj (vision projector path), max_queue (256),
 llama_params (dict: any other xllamacpp.CommonParams attribute, set as is).
 
+Tool calls: llama.cpp renders `tools` through the model's template and parses the calls of the
+formats it knows. It does not enforce `tool_choice` (a named function is refused as a type error
+and ignored, "required" is not forced) and a template that cannot render tools drops them
+silently; so tools with "auto" on such a template are a 400 `tools_not_supported` (llama.cpp's
+own `chat_template_caps`, read at load), and a forcing choice is done here with its JSON-schema
+grammar: the answer is constrained to the
+named function's arguments, or for "required" to `{"name": <an offered function>, "arguments":
+...}`, and comes back as an OpenAI tool call (streamed: role, then the call once complete). An
+answer that is not a whole call (cut by max_tokens) comes back as content.
+
 The library also starts llama-server's HTTP listener on a random loopback port; we never use it
 and protect it with a random API key so that nothing else on the machine can either.
 """
@@ -40,6 +50,7 @@ from local_runtime import sse
 from local_runtime.batching import Overloaded
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
+from local_runtime.engines.toolcalls import ToolRequest, read_tools
 from local_runtime.spec import FORMAT_ALIASES, ResolvedSpec
 
 _DEFAULT_CTX = 4096
@@ -120,6 +131,7 @@ class LlamaCppEngine(Engine):
         self._server: Any = None
         self._pool: ThreadPoolExecutor | None = None
         self._inflight = 0
+        self.supports_tools: bool | None = None  # the chat template renders `tools` (None: unknown)
 
     @classmethod
     def extra(cls) -> str:
@@ -150,7 +162,8 @@ class LlamaCppEngine(Engine):
         params.n_ctx = self.n_ctx
         params.kv_unified = bool(options.get("kv_unified", True))
         params.port = 0
-        params.api_keys = [secrets.token_urlsafe(32)]
+        api_key = secrets.token_urlsafe(32)
+        params.api_keys = [api_key]
         params.verbosity = int(options.get("verbosity", -1))
         if self.spec.device == "cpu":
             params.n_gpu_layers = 0
@@ -173,10 +186,25 @@ class LlamaCppEngine(Engine):
             raise RuntimeError(
                 f"llama.cpp could not load {gguf} ({exc}); is it a valid GGUF for this build?"
             ) from exc
+        self.supports_tools = self._template_caps(api_key).get("supports_tools")
         # One thread per in-flight request: they spend their time blocked in C, GIL released.
         self._pool = ThreadPoolExecutor(
             max_workers=max(self.n_parallel * 2, 8), thread_name_prefix="llama"
         )
+
+    def _template_caps(self, key: str) -> dict[str, Any]:
+        """What llama.cpp found the chat template can render (its /props `chat_template_caps`),
+        asked once of its own loopback listener; {} when it cannot say."""
+        import urllib.request
+
+        url = f"{self._server.listening_address}/props"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 (loopback)
+                caps = orjson.loads(r.read()).get("chat_template_caps")
+        except (OSError, ValueError):
+            return {}
+        return caps if isinstance(caps, dict) else {}
 
     def unload(self) -> None:
         if self._pool is not None:
@@ -190,13 +218,40 @@ class LlamaCppEngine(Engine):
             "n_ctx": self.n_ctx,
             "requests_in_flight": self._inflight,
             "max_queue": self.max_queue,
+            "supports_tools": self.supports_tools,
         }
 
     # --- operations ------------------------------------------------------------------------
     async def chat(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[bytes]:
         if not isinstance(body.get("messages"), list):
             raise EngineError("'messages' must be a list of messages", code="messages")
-        return await self._handle(self._server.handle_chat_completions, body)
+        tools = read_tools(body)
+        if not tools.forces:
+            if tools.tools and tools.choice != "none" and self.supports_tools is False:
+                raise EngineError(
+                    f"model {self.spec.uid!r} cannot be offered tools: its chat template does "
+                    "not render them, so the model would never see them. Force a call with "
+                    "tool_choice (its arguments then follow the function's schema), leave out "
+                    "'tools' (or set tool_choice to \"none\"), or launch the model with a "
+                    "chat_template that renders tools",
+                    code="tools_not_supported",
+                )
+            return await self._handle(self._server.handle_chat_completions, body)
+        if body.get("response_format") not in (None, {"type": "text"}):
+            raise EngineError(
+                "response_format cannot be combined with a tool_choice that forces a call: the "
+                "call's arguments already follow the function's JSON schema",
+                code="invalid_value",
+            )
+        forced = _ForcedCall(tools)
+        schema = {"name": "tool_call", "schema": tools.call_schema()}
+        constrained = {
+            **body,
+            "tool_choice": "none",  # the template still shows the tools; the grammar decides
+            "response_format": {"type": "json_schema", "json_schema": schema},
+        }
+        out = await self._handle(self._server.handle_chat_completions, constrained, forced)
+        return forced.response(out) if isinstance(out, dict) else out
 
     async def completions(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[bytes]:
         if "prompt" not in body:
@@ -204,7 +259,7 @@ class LlamaCppEngine(Engine):
         return await self._handle(self._server.handle_completions, body)
 
     async def _handle(
-        self, handler: Handler, body: dict[str, Any]
+        self, handler: Handler, body: dict[str, Any], forced: _ForcedCall | None = None
     ) -> dict[str, Any] | AsyncIterator[bytes]:
         if self._inflight >= self.max_queue:
             raise Overloaded(
@@ -214,7 +269,7 @@ class LlamaCppEngine(Engine):
         body.pop("model", None)  # llama.cpp serves one model; the UID is set at load
         payload = orjson.dumps(body)
         if body.get("stream"):
-            return await self._start_stream(handler, payload)
+            return await self._start_stream(handler, payload, forced)
         self._inflight += 1
         try:
             raw = await asyncio.get_running_loop().run_in_executor(
@@ -242,7 +297,9 @@ class LlamaCppEngine(Engine):
             raise EngineError("llama.cpp returned nothing", status=500, code="llama_cpp_error")
         return out[0]
 
-    async def _start_stream(self, handler: Handler, payload: bytes) -> AsyncIterator[bytes]:
+    async def _start_stream(
+        self, handler: Handler, payload: bytes, forced: _ForcedCall | None
+    ) -> AsyncIterator[bytes]:
         """Start generating; wait for the first chunk so that an early error gets its status."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | EngineError | None] = asyncio.Queue()
@@ -271,22 +328,82 @@ class LlamaCppEngine(Engine):
             if first is None:
                 raise EngineError("llama.cpp returned nothing", status=500, code="llama_cpp_error")
             raise _engine_error(first)
-        return self._frames(first, queue, stop)
+        return self._frames(first, queue, stop, forced)
 
     async def _frames(
         self,
         first: bytes,
         queue: asyncio.Queue[bytes | EngineError | None],
         stop: threading.Event,
+        forced: _ForcedCall | None,
     ) -> AsyncIterator[bytes]:
         try:
-            yield sse.frame(first)
-            while (chunk := await queue.get()) is not None:
+            chunk: bytes | EngineError | None = first
+            while chunk is not None:
                 if isinstance(chunk, EngineError):
+                    for held in forced.flush() if forced else []:
+                        yield sse.frame(held)
                     yield sse.error_frame(chunk.message, code=chunk.code)
-                    continue
-                yield sse.frame(chunk)
+                else:
+                    for out in forced.chunk(chunk) if forced else [chunk]:
+                        yield sse.frame(out)
+                chunk = await queue.get()
             yield sse.DONE
         finally:
             stop.set()  # the client went away (or we finished): let llama.cpp free the slot
             self._inflight -= 1
+
+
+class _ForcedCall:
+    """llama.cpp's answer to a forcing `tool_choice`, constrained to the call's JSON schema
+    (`ToolRequest.call_schema`), reshaped into an OpenAI tool call."""
+
+    def __init__(self, tools: ToolRequest) -> None:
+        self._tools = tools
+        self._text: list[str] = []
+        self._last: dict[str, Any] = {}  # the latest chunk: id, model, created for ours
+
+    def response(self, out: dict[str, Any]) -> dict[str, Any]:
+        choice = out["choices"][0]
+        call = self._tools.forced_call(choice["message"].get("content") or "")
+        if call is not None:
+            choice["message"] = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [call.message()],
+            }
+            choice["finish_reason"] = "tool_calls"
+        return out
+
+    def chunk(self, raw: bytes) -> list[bytes]:
+        """What to send for one of llama.cpp's stream chunks: the role chunk and the usage chunk
+        as they are; the call's text is held until the finish, then sent as the call."""
+        if raw.startswith(_ERROR_PREFIX):
+            return [*self.flush(), raw]
+        data = orjson.loads(raw)
+        choices = data.get("choices") or []
+        if not choices:  # the usage chunk
+            return [raw]
+        self._last = data
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        text = delta.pop("content", None)
+        if text:
+            self._text.append(text)
+        if choice.get("finish_reason") is None:
+            return [orjson.dumps(data)] if delta else []
+        call = self._tools.forced_call("".join(self._text))
+        if call is None:  # not a whole call: the text as content, then the finish as sent
+            return [*self.flush(), orjson.dumps(data)]
+        self._text = []
+        parts = [self._with({"tool_calls": [part]}, None) for part in call.deltas(0)]
+        return [*parts, self._with({}, "tool_calls")]
+
+    def flush(self) -> list[bytes]:
+        """The text held so far as one content chunk (before an error or a cut-short finish)."""
+        text, self._text = "".join(self._text), []
+        return [self._with({"content": text}, None)] if text else []
+
+    def _with(self, delta: dict[str, Any], finish: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return orjson.dumps({**self._last, "choices": [choice]})

@@ -2,7 +2,9 @@
 calls in what the model writes, and shape them as OpenAI `tool_calls`.
 
 Engines that front a server with its own parser (llama.cpp's llama-server with jinja, vLLM) get
-`tool_calls` from it; this module serves the ones that only have text (transformers).
+`tool_calls` from it; this module serves the ones that only have text (transformers), and gives
+llama.cpp what it lacks: the JSON schema of a forced call (`ToolRequest.call_schema`) and the
+call read back from the constrained answer (`ToolRequest.forced_call`).
 
 Formats understood, the two that open chat models are trained on:
 - Hermes style, used by Qwen2.5/Qwen3, Hermes, many fine-tunes:
@@ -101,12 +103,51 @@ class ToolRequest:
             return ""
         return f"{OPEN}\n{call}" if hermes else call
 
+    def call_schema(self) -> dict[str, Any]:
+        """The JSON schema of what a forcing choice asks for, for engines that constrain output
+        with a grammar (llama.cpp): a named function's arguments; for "required", an object
+        naming one of the offered functions with its arguments."""
+        if isinstance(self.choice, dict):
+            return _parameters(self._function(self.choice["function"]["name"]))
+        return {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": tool["function"]["name"]},
+                        "arguments": _parameters(tool["function"]),
+                    },
+                    "required": ["name", "arguments"],
+                }
+                for tool in self.tools
+            ]
+        }
+
+    def forced_call(self, text: str) -> ToolCall | None:
+        """The call in an output constrained by `call_schema`; None when it is not one (cut short
+        by max_tokens): the caller then gives the text back as content."""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        if isinstance(self.choice, dict):
+            value = {"name": self.choice["function"]["name"], "arguments": value}
+        return make_call(value, self.names)
+
+    def _function(self, name: str) -> dict[str, Any]:
+        return next(t["function"] for t in self.tools if t["function"]["name"] == name)
+
     @property
     def names(self) -> frozenset[str]:
         """The functions to look for in the output; none when parsing is off."""
         if self.choice == "none":
             return frozenset()
         return frozenset(tool["function"]["name"] for tool in self.tools)
+
+
+def _parameters(function: dict[str, Any]) -> dict[str, Any]:
+    parameters = function.get("parameters")
+    return parameters if isinstance(parameters, dict) and parameters else {"type": "object"}
 
 
 def read_tools(body: dict[str, Any]) -> ToolRequest:
@@ -282,7 +323,7 @@ class ToolCallParser:
             return None
         calls = []
         for item in value if isinstance(value, list) else [value]:
-            call = self._make(item)
+            call = make_call(item, self._names)
             if call is None:
                 return None
             calls.append(call)
@@ -291,27 +332,28 @@ class ToolCallParser:
 
     def _one(self, body: str) -> ToolCall | None:
         try:
-            return self._make(json.loads(body))
+            return make_call(json.loads(body), self._names)
         except ValueError:
             return None
 
-    def _make(self, item: Any) -> ToolCall | None:
-        """A call to one of the offered functions with an object of arguments, or None."""
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or name not in self._names:
+
+def make_call(item: Any, names: frozenset[str]) -> ToolCall | None:
+    """A call to one of the offered functions with an object of arguments, or None."""
+    name = item.get("name") if isinstance(item, dict) else None
+    if not isinstance(name, str) or name not in names:
+        return None
+    arguments = item.get("arguments", item.get("parameters"))
+    if arguments is None:
+        arguments = {}
+    text = arguments if isinstance(arguments, str) else None
+    if text is not None:
+        try:
+            arguments = json.loads(text)
+        except ValueError:
             return None
-        arguments = item.get("arguments", item.get("parameters"))
-        if arguments is None:
-            arguments = {}
-        text = arguments if isinstance(arguments, str) else None
-        if text is not None:
-            try:
-                arguments = json.loads(text)
-            except ValueError:
-                return None
-        if not isinstance(arguments, dict):
-            return None
-        return ToolCall(name, text or json.dumps(arguments, ensure_ascii=False))
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(name, text or json.dumps(arguments, ensure_ascii=False))
 
 
 def _held(text: str) -> int:

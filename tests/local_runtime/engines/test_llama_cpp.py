@@ -156,6 +156,127 @@ def test_json_schema_response_format(client):
     assert isinstance(json.loads(r.choices[0].message.content)["a"], int)
 
 
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {arg: {"type": "string"}},
+                "required": [arg],
+            },
+        },
+    }
+    for name, description, arg in (
+        ("get_weather", "The weather in a city", "city"),
+        ("get_time", "The time in a time zone", "zone"),
+    )
+]
+REQUIRED_ARG = {"get_weather": "city", "get_time": "zone"}
+WEATHER = [SYSTEM, {"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def assert_call(call, names=frozenset(REQUIRED_ARG)) -> None:
+    """A call to an offered function whose arguments follow its schema."""
+    import json
+
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name in names
+    arguments = json.loads(call.function.arguments)
+    assert isinstance(arguments[REQUIRED_ARG[call.function.name]], str)
+
+
+@pytest.mark.parametrize(
+    ("choice", "names"),
+    [
+        ({"type": "function", "function": {"name": "get_time"}}, {"get_time"}),
+        ("required", set(REQUIRED_ARG)),
+    ],
+)
+def test_a_forcing_tool_choice_gets_a_call(client, choice, names):
+    """llama.cpp itself ignores these choices (SmolLM2 answers in prose); the engine constrains
+    the answer to the call's JSON schema."""
+    args = {"model": "smol", "messages": WEATHER, "tools": TOOLS, "tool_choice": choice}
+    r = client.chat.completions.create(**args, temperature=0, max_tokens=60)
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert r.choices[0].message.content is None
+    [call] = r.choices[0].message.tool_calls
+    assert_call(call, names)
+    assert r.usage.completion_tokens > 0
+    # streamed: the client's own accumulator joins the deltas into the same call
+    with client.chat.completions.stream(**args, temperature=0, max_tokens=60) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].finish_reason == "tool_calls"
+    [streamed] = final.choices[0].message.tool_calls
+    assert_call(streamed, names)
+    assert (streamed.function.name, streamed.function.arguments) == (
+        call.function.name,
+        call.function.arguments,
+    )
+
+
+def test_a_forced_call_cut_by_max_tokens_comes_back_as_text(client):
+    args = {"model": "smol", "messages": WEATHER, "tools": TOOLS, "tool_choice": "required"}
+    r = client.chat.completions.create(**args, temperature=0, max_tokens=3)
+    assert r.choices[0].finish_reason == "length"
+    assert r.choices[0].message.content and not r.choices[0].message.tool_calls
+    chunks = list(client.chat.completions.create(**args, temperature=0, max_tokens=3, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == r.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_tools_the_template_cannot_render_are_refused(worker, client):
+    """SmolLM2's template has no tools: llama.cpp would drop them without a word."""
+    assert worker.health()["supports_tools"] is False
+    for choice in (None, "auto"):
+        extra = {"tool_choice": choice} if choice else {}
+        with pytest.raises(openai.BadRequestError, match="does not render them") as info:
+            client.chat.completions.create(model="smol", messages=WEATHER, tools=TOOLS, **extra)
+        assert info.value.code == "tools_not_supported"
+    # "none" asks for no call: the tools may go unseen
+    r = client.chat.completions.create(
+        model="smol", messages=WEATHER, tools=TOOLS, tool_choice="none", max_tokens=2
+    )
+    assert r.choices[0].message.content
+
+
+def test_a_template_that_renders_tools_takes_them():
+    from tests.support.scripted_llama import TOOLS_TEMPLATE
+
+    spec = spec_dict(
+        uid="smol-tools",
+        model_name="smollm2",
+        engine="llama.cpp",
+        model_format="ggufv2",
+        model_path=str(GGUF.parent),
+        context_length=2048,
+        engine_options={"n_parallel": 1, "n_threads": 1, "chat_template": TOOLS_TEMPLATE},
+    )
+    with WorkerProcess(spec) as w:
+        assert w.health()["supports_tools"] is True
+        api = openai.OpenAI(base_url=f"{w.base_url}/v1", api_key="unused", max_retries=0)
+        r = api.chat.completions.create(
+            model="smol-tools", messages=WEATHER, tools=TOOLS, temperature=0, max_tokens=40
+        )
+        assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+        # the tools are in the prompt: the template rendered them
+        assert r.usage.prompt_tokens > 100
+
+
+def test_a_forced_call_with_a_response_format_is_a_400(client):
+    with pytest.raises(openai.BadRequestError, match="response_format cannot be combined"):
+        client.chat.completions.create(
+            model="smol",
+            messages=WEATHER,
+            tools=TOOLS,
+            tool_choice="required",
+            response_format={"type": "json_object"},
+        )
+
+
 def test_prompt_beyond_context_is_a_400(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
