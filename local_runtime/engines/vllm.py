@@ -20,7 +20,9 @@ Why these choices:
 Engine options: `python`, `port`, `dtype` (default auto), `max_model_len` (default: the spec's
 context_length), `kv_cache_memory_bytes` (CPU, default "1G"), `gpu_memory_utilization`,
 `tensor_parallel_size` (default: number of gpu_idx), `startup_timeout_s` (600),
-`stop_grace_s` (15), `extra_args` (list of strings appended to the command line).
+`stop_grace_s` (15), `tool_parser` (vLLM's tool-call parser; default: the one whose format the
+chat template writes, see `tool_parser()`; "none" turns tool calls off), `extra_args` (list of
+strings appended to the command line).
 """
 
 from __future__ import annotations
@@ -52,7 +54,43 @@ _BY_TYPE = {
     "embedding": frozenset({base.EMBEDDINGS}),
 }
 _PR_SET_PDEATHSIG = 1
+# How a chat template writes a tool call -> vLLM's parser for it; the first marker found wins
+# (Qwen3-Coder's XML calls also sit in <tool_call> tags).
+_TOOL_FORMATS = (
+    ("<function=", "qwen3_coder"),
+    ("<tool_call>", "hermes"),
+    ("<|python_tag|>", "llama3_json"),
+    ("[TOOL_CALLS]", "mistral"),
+)
 _LOG_TAIL = 4000
+
+
+def tool_parser(model_path: str, options: dict[str, Any]) -> str | None:
+    """vLLM's tool-call parser for a checkpoint: engine option `tool_parser` ("none": off), else
+    the one for the call format its chat template writes. Without one vLLM answers any request
+    with `tools` with a 400, so a model whose template renders tools gets one by default."""
+    chosen = options.get("tool_parser")
+    if chosen is not None:
+        return None if str(chosen) in ("", "none") else str(chosen)
+    template = _chat_template(Path(model_path))
+    return next((parser for marker, parser in _TOOL_FORMATS if marker in template), None)
+
+
+def _chat_template(folder: Path) -> str:
+    """The checkpoint's chat template text(s): chat_template.jinja or tokenizer_config.json."""
+    import json
+
+    parts = [p.read_text() for p in (folder / "chat_template.jinja",) if p.is_file()]
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    template = config.get("chat_template") if isinstance(config, dict) else None
+    if isinstance(template, str):
+        parts.append(template)
+    elif isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+        parts += [str(t.get("template", "")) for t in template if isinstance(t, dict)]
+    return "\n".join(parts)
 
 
 def vllm_python(options: dict[str, Any] | None = None) -> str:
@@ -161,6 +199,8 @@ class VllmEngine(Engine):
             cmd.append("--trust-remote-code")
         if spec.model_type == "embedding":
             cmd += ["--runner", "pooling"]
+        elif parser := tool_parser(spec.model_path, opts):
+            cmd += ["--enable-auto-tool-choice", "--tool-call-parser", parser]
         if cuda:
             tp = int(opts.get("tensor_parallel_size") or len(spec.gpu_idx or []) or 1)
             if tp > 1:

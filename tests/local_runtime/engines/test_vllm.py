@@ -19,6 +19,7 @@ import pytest
 from local_runtime.engines.base import EngineError
 from local_runtime.engines.vllm import VllmEngine
 from local_runtime.spec import ResolvedSpec
+from tests.support.scripted_llama import TOOL_SCRIPT, build_scripted_llama
 from tests.support.tiny_models import build_tiny_llama
 from tests.support.worker import ROOT, WorkerProcess
 
@@ -80,7 +81,13 @@ def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-def test_match_and_command(llama_path: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def scripted_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama that always answers with text then two Hermes calls (<tool_call> tags)."""
+    return build_scripted_llama(tmp_path_factory.mktemp("scripted") / "model")
+
+
+def test_match_and_command(llama_path: Path, scripted_path: Path, tmp_path: Path) -> None:
     assert VllmEngine.match(vllm_spec(llama_path)) == (True, "")
     gguf = vllm_spec(tmp_path).model_copy(update={"model_format": "gguf"})
     ok, reason = VllmEngine.match(gguf)
@@ -93,6 +100,19 @@ def test_match_and_command(llama_path: Path, tmp_path: Path) -> None:
     assert "--enforce-eager" in cpu and cpu[cpu.index("--kv-cache-memory-bytes") + 1] == "64M"
     assert cpu[cpu.index("--served-model-name") + 1] == "tiny-vllm"
     assert cpu[cpu.index("--port") + 1] == "8123"
+    assert "--enable-auto-tool-choice" not in cpu  # ChatML without tools: no call format
+    # the tool-call parser follows the call format the chat template writes, or the option
+    tools = VllmEngine(vllm_spec(scripted_path)).command()
+    assert tools[tools.index("--enable-auto-tool-choice") + 1 :][:2] == [
+        "--tool-call-parser",
+        "hermes",
+    ]
+    assert (
+        "--enable-auto-tool-choice"
+        not in VllmEngine(vllm_spec(scripted_path, tool_parser="none")).command()
+    )
+    chosen = VllmEngine(vllm_spec(llama_path, tool_parser="llama3_json")).command()
+    assert chosen[chosen.index("--tool-call-parser") + 1] == "llama3_json"
     gpu_spec = vllm_spec(llama_path, gpu_memory_utilization=0.8).model_copy(
         update={"device": "cuda", "gpu_idx": [0, 1], "model_format": "awq"}
     )
@@ -182,10 +202,14 @@ def test_unload_stops_the_server_gracefully(llama_path: Path) -> None:
 # --- behind the real worker process ------------------------------------------------------------
 
 
-def test_worker_serves_vllm_and_its_death_does_not_orphan_it(llama_path: Path) -> None:
+def test_worker_serves_vllm_and_its_death_does_not_orphan_it(scripted_path: Path) -> None:
+    """On the scripted model, whose template renders tools: its calls come back as OpenAI
+    tool_calls, parsed by vLLM's own parser (picked from the template), streamed and not."""
+    import json
+
     from openai import OpenAI
 
-    spec = vllm_spec(llama_path).model_dump()
+    spec = vllm_spec(scripted_path).model_dump()
     # available() is a classmethod and cannot see engine_options: the worker needs the env var
     env = {"MODELPORT_VLLM_PYTHON": VLLM_PYTHON}
     with WorkerProcess(spec, env=env, wait_limit_s=300) as worker:
@@ -203,6 +227,34 @@ def test_worker_serves_vllm_and_its_death_does_not_orphan_it(llama_path: Path) -
             )
         )
         assert chunks[-1].choices[0].finish_reason == "length"
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "parameters": {"type": "object", "properties": {arg: {"type": "string"}}},
+                },
+            }
+            for name, arg in (("get_weather", "city"), ("get_time", "zone"))
+        ]
+        calls = [("get_weather", {"city": "Paris"}), ("get_time", {"zone": "CET"})]
+        out = client.chat.completions.create(model="tiny-vllm", messages=HELLO, tools=tools)
+        assert out.choices[0].finish_reason == "tool_calls"
+        assert out.choices[0].message.content == TOOL_SCRIPT[0]
+        got = [
+            (c.function.name, json.loads(c.function.arguments))
+            for c in out.choices[0].message.tool_calls
+        ]
+        assert got == calls
+        with client.chat.completions.stream(
+            model="tiny-vllm", messages=HELLO, tools=tools
+        ) as stream:
+            final = stream.get_final_completion()
+        got = [
+            (c.function.name, json.loads(c.function.arguments))
+            for c in final.choices[0].message.tool_calls
+        ]
+        assert got == calls
         models = httpx.get(f"{worker.base_url}/v1/models").json()
         assert models["data"][0]["id"] == "tiny-vllm"
 
