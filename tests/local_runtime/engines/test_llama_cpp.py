@@ -20,22 +20,26 @@ SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 CAPITAL = {"role": "user", "content": "What is the capital of France?"}
 
 
-@pytest.fixture(scope="module")
-def worker():
+def smol_spec(uid: str, **options: object) -> dict:
+    """SmolLM2 on llama.cpp. One thread: the suite shares 2 cores with other tests, and
+    llama.cpp's threads wait for each other at every step, which collapses when a core is
+    taken away."""
     if GGUF is None:
         pytest.skip(SMOLLM2_MISSING)
-    spec = spec_dict(
-        uid="smol",
+    return spec_dict(
+        uid=uid,
         model_name="smollm2",
         engine="llama.cpp",
         model_format="ggufv2",
         model_path=str(GGUF.parent),
         context_length=2048,
-        # One thread: the suite shares 2 cores with other tests, and llama.cpp's threads wait
-        # for each other at every step, which collapses when a core is taken away.
-        engine_options={"n_parallel": 4, "n_threads": 1, "n_threads_batch": 1},
+        engine_options={"n_threads": 1, "n_threads_batch": 1, **options},
     )
-    with WorkerProcess(spec) as w:
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with WorkerProcess(smol_spec("smol", n_parallel=4)) as w:
         yield w
 
 
@@ -246,16 +250,7 @@ def test_tools_the_template_cannot_render_are_refused(worker, client):
 def test_a_template_that_renders_tools_takes_them():
     from tests.support.scripted_llama import TOOLS_TEMPLATE
 
-    spec = spec_dict(
-        uid="smol-tools",
-        model_name="smollm2",
-        engine="llama.cpp",
-        model_format="ggufv2",
-        model_path=str(GGUF.parent),
-        context_length=2048,
-        engine_options={"n_parallel": 1, "n_threads": 1, "chat_template": TOOLS_TEMPLATE},
-    )
-    with WorkerProcess(spec) as w:
+    with WorkerProcess(smol_spec("smol-tools", n_parallel=1, chat_template=TOOLS_TEMPLATE)) as w:
         assert w.health()["supports_tools"] is True
         api = openai.OpenAI(base_url=f"{w.base_url}/v1", api_key="unused", max_retries=0)
         r = api.chat.completions.create(
