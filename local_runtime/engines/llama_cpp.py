@@ -24,13 +24,14 @@ formats it knows. It does not enforce `tool_choice` (a named function is refused
 and ignored, "required" is not forced) and a template that cannot render tools drops them
 silently; so tools with "auto" on such a template are a 400 `tools_not_supported` (llama.cpp's
 own `chat_template_caps`, read at load), and a forcing choice is done here with its JSON-schema
-grammar: the answer is constrained to the
-named function's arguments, or for "required" to `{"name": <an offered function>, "arguments":
-...}`, and comes back as an OpenAI tool call (streamed: role, then the call once complete). An
-answer that is not a whole call (cut by max_tokens) comes back as content.
+grammar: the answer is constrained to the named function's arguments, or for "required" to
+`{"name": <an offered function>, "arguments": ...}`, and comes back as an OpenAI tool call
+(streamed: role, then the call once complete). An answer that is not a whole call (cut by
+max_tokens) comes back as content.
 
-The library also starts llama-server's HTTP listener on a random loopback port; we never use it
-and protect it with a random API key so that nothing else on the machine can either.
+The library also starts llama-server's HTTP listener on a random loopback port; we use it once,
+for /props at load, and protect it with a random API key so that nothing else on the machine can
+use it at all.
 """
 
 from __future__ import annotations
@@ -237,6 +238,12 @@ class LlamaCppEngine(Engine):
                     code="tools_not_supported",
                 )
             return await self._handle(self._server.handle_chat_completions, body)
+        return await self._forced_chat(body, tools)
+
+    async def _forced_chat(
+        self, body: dict[str, Any], tools: ToolRequest
+    ) -> dict[str, Any] | AsyncIterator[bytes]:
+        """A call forced by `tool_choice`, through the grammar of its JSON schema."""
         if body.get("response_format") not in (None, {"type": "text"}):
             raise EngineError(
                 "response_format cannot be combined with a tool_choice that forces a call: the "

@@ -47,6 +47,8 @@ log = logging.getLogger("modelport.runtime")
 
 UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HOME", "MODELSCOPE_CACHE")
+PORT_TAKEN = "address already in use"  # in uvicorn's bind error, which the exit reason quotes
+PORT_ATTEMPTS = 3
 
 
 SessionFactory = Callable[[], Any]  # async_sessionmaker: `async with sessions() as session`
@@ -312,7 +314,23 @@ class Supervisor(Upkeep):
         raise LaunchError(f"{inst.uid!r} failed to start: {message}")
 
     async def _start_replica(self, inst: Instance, rep: Replica) -> None:
-        """Spawn the worker and wait for ready; WorkerFailed (worker stopped) otherwise."""
+        """Spawn the worker and wait for ready; WorkerFailed (worker stopped) otherwise.
+
+        A free port can be taken between choosing it and the worker's bind (an outgoing
+        connection's ephemeral port, another server): that start is retried on a new port."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                await self._start_replica_once(inst, rep)
+                return
+            except WorkerFailed as exc:
+                if PORT_TAKEN not in exc.message or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                log.warning(
+                    "%s replica %d: port %d was taken; retrying", inst.uid, rep.index, rep.port
+                )
+                rep.set_port(free_port())
+
+    async def _start_replica_once(self, inst: Instance, rep: Replica) -> None:
         assert inst.spec_path is not None
         if not port_is_free(rep.port):
             rep.set_port(free_port())

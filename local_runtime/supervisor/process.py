@@ -169,7 +169,11 @@ class WorkerProcess:
             body = resp.json()
         except (httpx.HTTPError, ValueError):
             return None
-        return body if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return None
+        if self.proc is not None and body.get("pid") not in (None, self.proc.pid):
+            return None  # another process answers on this port: not our worker
+        return body
 
     async def wait_ready(
         self,

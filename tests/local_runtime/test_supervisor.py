@@ -234,6 +234,45 @@ def test_hung_worker_is_killed_and_restarted(gw: Gateway) -> None:
     assert chat(client, "hangs") == "echo: hello there"
 
 
+def test_a_port_taken_before_the_worker_binds_is_replaced(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another server grabs the chosen port between choice and bind, and answers /health as if
+    ready: the supervisor must not take it for its worker, and starts again on a new port."""
+    import http.server
+    import threading
+
+    from local_runtime.supervisor import core
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"status": "ready", "uid": "taken", "pid": 1}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    taken = impostor.server_address[1]
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    ports = iter([taken])
+    real_free_port = core.free_port
+    monkeypatch.setattr(core, "free_port", lambda: next(ports, None) or real_free_port())
+    monkeypatch.setattr(core, "port_is_free", lambda port: True)  # the race: it looked free
+    try:
+        assert launch(gw, "taken").status_code == 200
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
+    [rep] = instance(gw, "taken")["replicas"]
+    assert rep["port"] != taken and rep["status"] == "ready" and rep["restarts"] == 0
+    assert chat(gw.openai(gw.create_token()), "taken")
+
+
 def test_idle_unload_then_a_request_reloads(gw: Gateway) -> None:
     assert launch(gw, "sleepy", keep_alive_s=1).status_code == 200
     client = gw.openai(gw.create_token())
