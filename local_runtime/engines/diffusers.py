@@ -10,9 +10,10 @@ Why these choices:
   batch is answered, so when fewer images wait than the last call made, the runner waits up to
   `max_wait_ms` (default 100, nothing next to a call of a second or more) for the rest; a lone
   client, whose last call was its own, never waits. PNG encoding runs outside the pipeline's
-  thread, each request's in its own, so the next call starts at once. The queue depth and the running call's step ("step 3/20")
-  show in status(), fed by the pipeline's `callback_on_step_end`, so the UI can draw a progress
-  bar for a job that takes a minute. A request whose client left while it waited never runs.
+  thread, each request's in its own, so the next call starts at once. The queue depth and the
+  running call's step ("step 3/20") show in status(), fed by the pipeline's
+  `callback_on_step_end`, so the UI can draw a progress bar for a job that takes a minute. A
+  request whose client left while it waited never runs.
 - `seed` seeds one CPU torch.Generator per image (image i of a request: seed + i): the same seed
   gives the same bytes on the same machine whether the request ran alone or in a batch, and the
   same noise on CPU and GPU.

@@ -199,7 +199,8 @@ class LlamaCppEngine(Engine):
         import urllib.request
 
         url = f"{self._server.listening_address}/props"
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+        auth = {"Authorization": f"Bearer {key}"}
+        request = urllib.request.Request(url, headers=auth)  # noqa: S310 (our loopback listener)
         try:
             with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 (loopback)
                 caps = orjson.loads(r.read()).get("chat_template_caps")
