@@ -349,11 +349,13 @@ class LlamaCppEngine(Engine):
             chunk: bytes | EngineError | None = first
             while chunk is not None:
                 if isinstance(chunk, EngineError):
-                    for held in forced.flush() if forced else []:
+                    for held in forced.flush() if forced else ():
                         yield sse.frame(held)
                     yield sse.error_frame(chunk.message, code=chunk.code)
+                elif forced is None:
+                    yield sse.frame(chunk)
                 else:
-                    for out in forced.chunk(chunk) if forced else [chunk]:
+                    for out in forced.chunk(chunk):
                         yield sse.frame(out)
                 chunk = await queue.get()
             yield sse.DONE

@@ -31,7 +31,6 @@ Why it works this way:
   call it did not choose to open. Named: the name is written too, so only the arguments are the
   model's; "required": the model picks the name. Its tokens are not masked (no grammar), so a
   model can still write a call that does not parse; that comes back as text, the opening with it.
-  FastGPT's question-classification and extraction nodes send a named `tool_choice`.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def _chat_template(folder: Path) -> str:
     """The checkpoint's chat template text(s): chat_template.jinja or tokenizer_config.json."""
     import json
 
-    parts = [p.read_text() for p in (folder / "chat_template.jinja",) if p.is_file()]
+    jinja = folder / "chat_template.jinja"
+    parts = [jinja.read_text()] if jinja.is_file() else []
     try:
         config = json.loads((folder / "tokenizer_config.json").read_text())
     except (OSError, ValueError):
