@@ -45,15 +45,19 @@ async def require_admin(request: Request) -> None:
     session_check = getattr(request.app.state, "admin_session_check", None)
     if session_check is not None and await session_check(request):
         return
-    key = parse_authorization(request.headers.get("authorization"))
-    expected = request.app.state.admin_hash()
-    if key and expected and same_digest(hash_key(key), expected):
+    if is_admin_token(request, parse_authorization(request.headers.get("authorization"))):
         return
     raise AuthenticationFailed(
         "admin access needs the admin token: send 'Authorization: <token>' (printed at first "
         "start, or set MODELPORT_ADMIN_TOKEN)",
         code="admin_auth_required",
     )
+
+
+def is_admin_token(request: Request, key: str | None) -> bool:
+    """The one admin-token check: /api/* and the UI's first-start setup both use it."""
+    expected = request.app.state.admin_hash()
+    return bool(key and expected and same_digest(hash_key(key), expected))
 
 
 def request_id(request: Request) -> str:

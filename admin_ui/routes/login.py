@@ -15,6 +15,7 @@ from admin_ui import auth
 from admin_ui.web import form_of, form_str, render, require_form_csrf, ui_state
 from gateway.auth.passwords import hash_password, verify_password
 from gateway.db.tables import AdminUser
+from gateway.deps import is_admin_token
 
 router = APIRouter()
 MIN_PASSWORD = 8
@@ -56,11 +57,25 @@ async def setup_page(request: Request) -> Response:
 async def setup_submit(
     request: Request, session: auth.Session | None = Depends(require_form_csrf)
 ) -> Response:
+    """Choosing the first password proves possession of the admin token: without that proof
+    the first visitor of a fresh server would become its administrator."""
     assert session is not None  # require_form_csrf refuses a request without one
+    if await admin_exists(request):
+        return RedirectResponse("/ui/login", 303)
     form = await form_of(request)
     username = form_str(form, "username") or "admin"
     password = form_str(form, "password")
     error = ""
+    if not is_admin_token(request, form_str(form, "admin_token")):
+        return render(
+            request,
+            "setup.html",
+            session,
+            status=403,
+            error="wrong admin token: use the token printed when modelport first started, or "
+            "the value of MODELPORT_ADMIN_TOKEN",
+            username=username,
+        )
     if len(password) < MIN_PASSWORD:
         error = f"the password needs at least {MIN_PASSWORD} characters"
     elif password != form_str(form, "confirm"):

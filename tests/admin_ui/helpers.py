@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import ADMIN_TOKEN
+
 PASSWORD = "correct-horse-battery"
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
@@ -41,10 +43,17 @@ class UIClient:
             data.setdefault("csrf_token", self.csrf)
         return self.http.post(path, data=data, **kw)
 
-    def setup(self, password: str = PASSWORD) -> httpx.Response:
+    def setup(self, password: str = PASSWORD, admin_token: str = ADMIN_TOKEN) -> httpx.Response:
+        """First-start setup, proving possession of the admin token as the form requires."""
         self.get("/ui/setup")
         return self.post(
-            "/ui/setup", {"username": "admin", "password": password, "confirm": password}
+            "/ui/setup",
+            {
+                "username": "admin",
+                "password": password,
+                "confirm": password,
+                "admin_token": admin_token,
+            },
         )
 
     def login(self, password: str = PASSWORD, username: str = "admin") -> httpx.Response:

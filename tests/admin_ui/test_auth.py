@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.admin_ui.helpers import PASSWORD, UIClient, csrf_of
+from tests.conftest import ADMIN_TOKEN
 
 
 def test_first_start_asks_for_the_password_then_logs_in(gateway):
@@ -14,9 +15,12 @@ def test_first_start_asks_for_the_password_then_logs_in(gateway):
     assert ui.get("/ui").headers["location"].startswith("/ui/login")
     assert ui.get("/ui/login").headers["location"] == "/ui/setup"
     page = ui.get("/ui/setup")
-    assert page.status_code == 200 and "Choose the admin password" in page.text
+    assert page.status_code == 200 and "admin token" in page.text
 
-    short = ui.post("/ui/setup", {"username": "admin", "password": "short", "confirm": "short"})
+    short = ui.post(
+        "/ui/setup",
+        {"username": "admin", "password": "short", "confirm": "short", "admin_token": ADMIN_TOKEN},
+    )
     assert short.status_code == 400 and "at least 8" in short.text
     done = ui.setup()
     assert done.status_code == 303 and done.headers["location"] == "/ui"

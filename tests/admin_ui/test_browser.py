@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.admin_ui.helpers import PASSWORD
+from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.browser
 
@@ -29,6 +30,7 @@ def setup_admin(page: Any, url: str, artifacts: Path | None = None) -> None:
     page.wait_for_url(re.compile(r"/ui/setup$"))
     if artifacts:
         shot(page, artifacts, "setup")
+    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Repeat the password").fill(PASSWORD)
     page.get_by_role("button", name="Create admin and log in").click()
