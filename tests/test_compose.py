@@ -3,10 +3,16 @@
 With a working `docker compose` the files are rendered by it (`docker compose config`); without
 one (no compose plugin here) they are read as YAML and interpolated the way compose does
 (`${VAR:-default}`, `$$`). The same checks run on either rendering.
+
+Either way every file, and every rendering, is validated against the Compose Specification's JSON
+schema (tests/data/compose-spec.json, the one `docker compose config` validates with): docker
+cannot run on the development machines or in CI, so this is the check that `docker compose` would
+accept the files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -29,6 +36,8 @@ MODELPORT_ENV = {
     "MODELPORT_INITIAL_TOKEN",
     "MODELPORT_SECRET_KEY",
 }
+SPEC = ROOT / "tests" / "data" / "compose-spec.json"
+SPEC_SHA256 = "73ca5878c77570ba222a558016c7b3c6770ba5f3377786593e32180666512f8f"  # see SOURCE.md
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -233,3 +242,70 @@ def test_dockerfile_is_the_cpu_image_serving_on_all_interfaces():
 def test_interpolation_follows_compose():
     env = {"SET": "v", "EMPTY": ""}
     assert interpolate("${SET:-d}/${EMPTY:-d}/${EMPTY-d}/${UNSET-d}/$$x", env) == "v/d//d/$x"
+
+
+# ---------------------------------------------------------------- the Compose Specification
+
+
+@pytest.fixture(scope="module")
+def spec() -> jsonschema.protocols.Validator:
+    raw = SPEC.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == SPEC_SHA256, (
+        "tests/data/compose-spec.json differs from the copy that compose-spec.SOURCE.md describes"
+    )
+    schema = json.loads(raw)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def spec_errors(validator: jsonschema.protocols.Validator, doc: Any) -> list[str]:
+    """One line per error; for a "not valid under any of the given schemas" the likeliest reason."""
+    lines = []
+    for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        while error.context:  # oneOf/anyOf: the alternative that got furthest
+            error = max(error.context, key=lambda e: len(e.absolute_path))
+        lines.append(f"{'.'.join(map(str, error.absolute_path)) or '(top)'}: {error.message[:300]}")
+    return lines
+
+
+def load_interpolated(path: Path, env: dict[str, str] | None = None) -> Any:
+    """One file as compose validates it: parsed, then interpolated."""
+    return interpolate(yaml.safe_load(path.read_text(encoding="utf-8")), env or {})
+
+
+@pytest.mark.parametrize("path", [COMPOSE, *OVERRIDES], ids=lambda p: p.name)
+def test_each_file_follows_the_compose_specification(spec, path):
+    errors = spec_errors(spec, load_interpolated(path))
+    assert not errors, f"{path.name}:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("overrides", [[], *[[o] for o in OVERRIDES], OVERRIDES], ids=repr)
+def test_each_rendering_follows_the_compose_specification(spec, overrides):
+    rendered = render([COMPOSE, *overrides], {"MODELPORT_INITIAL_TOKEN": "sk-x"})
+    errors = spec_errors(spec, rendered)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "words"),
+    [
+        (("services", "modelport", "healthcheck", "interval"), 10, "not of type 'string'"),
+        (("services", "modelport", "restrt"), "always", "'restrt'"),
+        (("services", "fastgpt", "depends_on", "mongo", "condition"), "healthy", "is not one of"),
+        # the healthcheck this file once had: unquoted, YAML read its ": " as a mapping
+        (("services", "mongo", "healthcheck", "test"), ["CMD-SHELL", {"a ? 0": "1)"}], "type"),
+        (("services", "modelport", "ports"), "3001:3000", "not of type 'array'"),
+        (("volumes", "modelport-data"), "local", "not of type 'object'"),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else None,
+)
+def test_the_specification_check_catches_mistakes(spec, where, value, words):
+    doc = load_interpolated(COMPOSE)
+    assert not spec_errors(spec, doc)
+    node = doc
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    errors = spec_errors(spec, doc)
+    assert errors and any(words in e for e in errors), errors
