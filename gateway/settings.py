@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "modelport.yaml"
+# config/modelport.yaml of the checkout, shipped in the package (a symlink the wheel resolves)
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "modelport.yaml"
 
 
 class ChannelDecl(BaseModel):
@@ -47,13 +48,13 @@ class PriceDecl(BaseModel):
 
 
 class YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by $MODELPORT_CONFIG, else config/modelport.yaml of the checkout."""
+    """Reads the YAML file named by $MODELPORT_CONFIG, else the packaged config/modelport.yaml."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = Path(os.environ.get("MODELPORT_CONFIG", REPO_CONFIG))
+        path = Path(os.environ.get("MODELPORT_CONFIG", DEFAULT_CONFIG))
         if not path.is_file():
             return {}
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from local_runtime import files
 from local_runtime.spec import FORMAT_ALIASES, TYPE_ALIASES, ModelType
 
-BUILTIN_CATALOG_DIR = Path(__file__).resolve().parent.parent / "config" / "catalog"
+# config/catalog of the checkout, shipped in the package (a symlink the wheel resolves)
+BUILTIN_CATALOG_DIR = Path(__file__).resolve().parent / "builtin_catalog"
 
 FORMATS = ("gguf", "pytorch", "awq", "gptq", "ct2", "diffusers", "onnx")
 # Abilities a family may declare, by type. LLM abilities feed FastGPT's vision/toolChoice flags.

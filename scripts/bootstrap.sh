@@ -20,15 +20,25 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP="$VENV/bin/pip"
 
-extras="providers,embeddings,llama-cpp,transformers,whisper,image,starter"
+# The Dockerfile's EXTRAS and this line name the same extras (tests/test_install_files.py).
+SERVE_EXTRAS="providers,embeddings,llama-cpp,transformers,whisper,image,starter"
+# Every install (this script, the Dockerfile, CI's fresh-install check) takes its versions from
+# this lock; regenerate it with scripts/lock.sh after changing pyproject.toml.
+CONSTRAINTS=requirements/constraints.txt
+extras="$SERVE_EXTRAS"
 [ "$PROFILE" = test ] && extras="$extras,test"
 
 stamp="$VENV/.modelport-$PROFILE-$(cat pyproject.toml requirements/*.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   log "installing modelport[$extras]"
-  "$PIP" install -q torch==2.13.0
-  "$PIP" install -q -e ".[$extras]"
+  "$PIP" install -q -c "$CONSTRAINTS" torch==2.13.0
+  "$PIP" install -q -c "$CONSTRAINTS" -e ".[$extras]"
   "$PIP" install -q --no-deps -r requirements/starter-nodeps.txt
+  # The stamp means "this venv serves": written only once the installed server works, so a
+  # failed or half-done install is repaired by the next run.
+  "$VENV/bin/modelport" check \
+    || { echo "modelport does not work in $VENV; run this script again to repair it" >&2; exit 1; }
+  rm -f "$VENV"/.modelport-"$PROFILE"-*
   touch "$stamp"
 fi
 
