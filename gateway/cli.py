@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -68,7 +68,7 @@ class AdminClient:
         return body.get("data", body) if isinstance(body, dict) else body
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
@@ -81,12 +81,13 @@ def show(data: Any) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (0.0.0.0 to expose)")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the gateway, admin API/UI and the local runtime."""
     import uvicorn
 
+    from gateway.db.engine import upgrade
     from gateway.settings import Settings
 
     if host:
@@ -94,6 +95,10 @@ def serve(
     if port:
         os.environ["MODELPORT_PORT"] = str(port)
     settings = Settings()
+    check_port_free(settings.host, settings.port)
+    # once, before the workers fork: N processes migrating one fresh SQLite file at once collide
+    settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
     typer.echo(
         f"modelport on http://{settings.host}:{settings.port} (state in {settings.home})", err=True
     )
@@ -108,6 +113,55 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_drain_s) + 5,
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+
+
+@app.command()
+def check() -> None:
+    """Check this installation: the server's imports and an async database round trip."""
+    import asyncio
+    import tempfile
+
+    from gateway.app import create_app
+    from gateway.db.engine import make_engine, upgrade
+
+    async def roundtrip(url: str) -> None:
+        from sqlalchemy import text
+
+        engine = make_engine(url)  # async: needs greenlet (sqlalchemy[asyncio])
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT count(*) FROM channel"))
+        finally:
+            await engine.dispose()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/check.db"
+        upgrade(url)
+        asyncio.run(roundtrip(url))
+        from gateway.settings import Settings
+
+        create_app(Settings(home=Path(tmp), database_url=url, runtime_enabled=False))
+    typer.echo("ok: modelport imports, migrates and talks to its database")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail at once, before any model loads, when another server holds the port."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot bind {host!r}: {exc.strerror} (pass --host with an address of this machine)")
+    for family, type_, proto, _, addr in infos[:1]:
+        with socket.socket(family, type_, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    fail(f"port {port} is in use: stop the other server or pass --port")
+                fail(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
 @token_app.command("create")

@@ -2,11 +2,13 @@
 
 SQLite (default) gets WAL and a busy timeout so concurrent writers queue instead of failing;
 PostgreSQL is used as is. Migrations run with a synchronous engine under a lock (a PostgreSQL
-advisory lock), so replicas starting together upgrade the schema exactly once.
+advisory lock, or an flock beside the SQLite file), so processes starting together (replicas,
+`serve --workers N`) upgrade the schema exactly once.
 """
 
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,14 @@ def upgrade(url: str) -> None:
     surl = sync_url(url)
     if surl.startswith("sqlite"):
         path = make_url(surl).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        command.upgrade(alembic_config(url), "head")
+        if not path or path == ":memory:":
+            command.upgrade(alembic_config(url), "head")
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # the kernel drops the lock if this process dies, so a crash never wedges the next start
+        with open(f"{path}.migrate.lock", "ab") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            command.upgrade(alembic_config(url), "head")
         return
     engine = create_engine(surl)
     try:
