@@ -1,4 +1,4 @@
-"""Admin UI cookies, CSRF tokens and login rate limiting.
+"""Admin UI cookies and CSRF tokens (failed logins are limited by gateway.auth.guard).
 
 Sessions themselves live in the database (admin_ui.sessions), so any replica serves any admin and
 a restart logs nobody out. The cookie carries only a random session id and an HMAC of it under a
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections import deque
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,38 +30,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def derive_key(secret: str) -> bytes:
     """A key used for nothing but session cookies, so it never equals the channel-key secret."""
     return hmac.new(secret.encode(), b"modelport admin-ui session v1", hashlib.sha256).digest()
-
-
-class LoginLimiter:
-    """At most `limit` failed logins per `window_s`, counted per client IP and per username."""
-
-    def __init__(self, *, limit: int = 5, window_s: float = 60.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._fails: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        return q
-
-    def retry_after(self, ip: str, username: str) -> int:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        now = time.monotonic()
-        wait = 0.0
-        for key in (f"ip:{ip}", f"user:{username.lower()}"):
-            q = self._recent(key, now)
-            if len(q) >= self.limit:
-                wait = max(wait, self.window_s - (now - q[0]))
-        return int(wait) + 1 if wait > 0 else 0
-
-    def failed(self, ip: str, username: str) -> None:
-        now = time.monotonic()
-        if len(self._fails) > 100_000:  # bounded against a flood of random usernames
-            self._fails = {}
-        for key in (f"ip:{ip}", f"user:{username.lower()}"):
-            self._recent(key, now).append(now)
 
 
 def is_https(request: Request) -> bool:

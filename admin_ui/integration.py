@@ -51,7 +51,7 @@ def install(app: FastAPI) -> None:
     store = SessionStore(auth.derive_key(secret), app.state.sessions, app.state.box)
     app.state.ui = UIState(
         sessions=store,
-        limiter=auth.LoginLimiter(),
+        limiter=app.state.guards.ui_login,
         templates=make_templates(),
     )
     app.state.admin_session_check = auth.api_session_check

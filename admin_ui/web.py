@@ -18,6 +18,7 @@ from starlette.templating import Jinja2Templates
 from admin_ui import auth
 from admin_ui.sessions import SessionStore
 from gateway import __version__
+from gateway.auth.guard import AttemptLimiter
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +30,7 @@ class LoginRequired(Exception):
 @dataclass(slots=True)
 class UIState:
     sessions: SessionStore
-    limiter: auth.LoginLimiter
+    limiter: AttemptLimiter  # failed logins, per client address and per username
     templates: Jinja2Templates
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -23,6 +23,7 @@ from gateway.admin_api import channels as admin_channels
 from gateway.admin_api import logs as admin_logs
 from gateway.admin_api import status as admin_status
 from gateway.admin_api import tokens as admin_tokens
+from gateway.auth.guard import Guards
 from gateway.auth.secrets import SecretBox, load_or_create_key
 from gateway.auth.tokens import TokenAuthenticator
 from gateway.billing.prices import PriceBook
@@ -105,7 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_stream_bytes=settings.max_response_bytes,
     )
     admin_hash: dict[str, str | None] = {"value": None}
-    auth = TokenAuthenticator(sessions, admin_hash=lambda: admin_hash["value"])
+    guards = Guards()
+    auth = TokenAuthenticator(
+        sessions, admin_hash=lambda: admin_hash["value"], guard=guards.api_key
+    )
 
     async def reload_routes() -> None:
         routes.set_remote(await remote_entries(sessions, box, settings))
@@ -166,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.dispatcher = dispatcher
     state.relay = relay
     state.auth = auth
+    state.guards = guards
     state.metrics = metrics
     state.limiter = limiter
     state.monitor = monitor

@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.auth.guard import AttemptLimiter, address_key
 from gateway.auth.keys import hash_key, parse_authorization, same_digest
 from gateway.auth.tokens import Caller
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, RateLimited
 from gateway.relay.service import RelayService
 from gateway.settings import Settings
 
@@ -55,9 +56,27 @@ async def require_admin(request: Request) -> None:
 
 
 def is_admin_token(request: Request, key: str | None) -> bool:
-    """The one admin-token check: /api/* and the UI's first-start setup both use it."""
+    """The one admin-token check: /api/* and the UI's first-start setup both use it.
+
+    Failed attempts are limited per client address, and the attempt is counted before the
+    compare, so parallel guesses cannot all be evaluated; over the limit it raises RateLimited
+    (429 with Retry-After), even for the right token, until the window has passed."""
+    if not key:
+        return False
+    guard: AttemptLimiter = request.app.state.guards.admin_token
+    client = request.client.host if request.client else None
+    keys = (address_key(client),)
+    wait = guard.acquire(keys)
+    if wait:
+        raise RateLimited(
+            f"too many failed admin-token attempts from {client}: wait {wait}s and try again",
+            retry_after=wait,
+            code="too_many_failed_attempts",
+        )
     expected = request.app.state.admin_hash()
-    return bool(key and expected and same_digest(hash_key(key), expected))
+    ok = bool(expected and same_digest(hash_key(key), expected))
+    guard.release(keys, failed=not ok)
+    return ok
 
 
 def request_id(request: Request) -> str:

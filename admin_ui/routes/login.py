@@ -13,9 +13,11 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui import auth
 from admin_ui.web import form_of, form_str, render, require_form_csrf, ui_state
+from gateway.auth.guard import address_key
 from gateway.auth.passwords import hash_password, verify_password
 from gateway.db.tables import AdminUser
 from gateway.deps import is_admin_token
+from gateway.errors import RateLimited
 
 router = APIRouter()
 MIN_PASSWORD = 8
@@ -66,7 +68,13 @@ async def setup_submit(
     username = form_str(form, "username") or "admin"
     password = form_str(form, "password")
     error = ""
-    if not is_admin_token(request, form_str(form, "admin_token")):
+    try:
+        proven = is_admin_token(request, form_str(form, "admin_token"))
+    except RateLimited as exc:
+        page = render(request, "setup.html", session, status=429, error=exc.message)
+        page.headers.update(exc.headers)
+        return page
+    if not proven:
         return render(
             request,
             "setup.html",
@@ -117,26 +125,36 @@ async def login_submit(
     username = form_str(form, "username")
     password = form_str(form, "password")
     nxt = _safe_next(form_str(form, "next", "/ui"))
-    ip = request.client.host if request.client else "?"
     limiter = ui_state(request).limiter
-    wait = limiter.retry_after(ip, username)
-    if wait:
-        return render(
-            request,
-            "login.html",
-            session,
-            status=429,
-            error=f"too many failed logins: wait {wait} seconds and try again",
-            username=username,
-            next=nxt,
-        )
-    async with request.app.state.sessions() as db:
-        user = (await db.exec(select(AdminUser).where(AdminUser.username == username))).first()
-    valid = user is not None and await run_in_threadpool(
-        verify_password, user.password_hash, password
+    # Counted before the (slow) verify: parallel guesses take the slots, not just failures.
+    keys = (
+        address_key(request.client.host if request.client else None),
+        f"user:{username.lower()[:200]}",
     )
+    wait = limiter.acquire(keys)
+    if wait:
+        return _too_many(
+            render(
+                request,
+                "login.html",
+                session,
+                status=429,
+                error=f"too many failed logins: wait {wait} seconds and try again",
+                username=username,
+                next=nxt,
+            ),
+            wait,
+        )
+    valid = None
+    try:
+        async with request.app.state.sessions() as db:
+            user = (await db.exec(select(AdminUser).where(AdminUser.username == username))).first()
+        valid = user is not None and await run_in_threadpool(
+            verify_password, user.password_hash, password
+        )
+    finally:
+        limiter.release(keys, failed=valid is False)
     if not valid:
-        limiter.failed(ip, username)
         return render(
             request,
             "login.html",
@@ -147,6 +165,11 @@ async def login_submit(
             next=nxt,
         )
     return await _log_in(request, session, username, nxt)
+
+
+def _too_many(page: Response, wait: int) -> Response:
+    page.headers["Retry-After"] = str(wait)
+    return page
 
 
 async def _log_in(

@@ -3,6 +3,8 @@
 A token is looked up by the SHA-256 of the presented key, cached for `ttl` seconds; admin changes
 call `invalidate()` (and, with Redis, every replica is told). Quota is not checked here: the
 atomic reservation in billing is the check, so the cache can never let a request overspend.
+Unknown keys are counted per client address before their lookup (gateway.auth.guard): key guessing
+and random-key floods get 429, while a known key never touches the counter.
 """
 
 from __future__ import annotations
@@ -16,11 +18,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.auth.guard import API_KEY_FAILURES, AttemptLimiter, address_key
 from gateway.auth.keys import hash_key, parse_authorization, same_digest
 from gateway.db.crud.tokens import get_by_hash
 from gateway.db.models import split_csv
 from gateway.db.tables import Token, TokenStatus
-from gateway.errors import AuthenticationFailed, PermissionDenied, QuotaExceeded, Unavailable
+from gateway.errors import (
+    AuthenticationFailed,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    Unavailable,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -62,11 +71,13 @@ class TokenAuthenticator:
         *,
         admin_hash: Callable[[], str | None],
         ttl: float = 30.0,
+        guard: AttemptLimiter | None = None,
     ) -> None:
         self._sessions = sessions
         self._admin_hash = admin_hash
         self._ttl = ttl
         self._cache: dict[str, _Entry] = {}
+        self.guard = guard or AttemptLimiter(limit=API_KEY_FAILURES)
 
     def invalidate(self) -> None:
         self._cache = {}
@@ -84,8 +95,30 @@ class TokenAuthenticator:
             return ADMIN_CALLER
         entry = self._cache.get(digest)
         now = time.monotonic()
-        if entry is None or now - entry.fetched > self._ttl:
-            entry = await self._load(digest, now)
+        if entry is not None and entry.caller is not None and now - entry.fetched <= self._ttl:
+            return self._check(entry, client_ip)  # the hot path: a known key, no counting
+        return await self._guarded_load(digest, entry, now, client_ip)
+
+    async def _guarded_load(
+        self, digest: str, entry: _Entry | None, now: float, client_ip: str | None
+    ) -> Caller:
+        """An unknown (or stale) key: the attempt is counted per client address before the
+        lookup, and becomes a failure when no token has this key."""
+        keys = (address_key(client_ip),)
+        wait = self.guard.acquire(keys)
+        if wait:
+            raise RateLimited(
+                f"too many invalid API keys from {client_ip}: wait {wait}s and try again",
+                retry_after=wait,
+                code="too_many_failed_attempts",
+            )
+        unknown = False
+        try:
+            if entry is None or now - entry.fetched > self._ttl:
+                entry = await self._load(digest, now)
+            unknown = entry.caller is None
+        finally:
+            self.guard.release(keys, failed=unknown)
         return self._check(entry, client_ip)
 
     async def _load(self, digest: str, now: float) -> _Entry:
