@@ -23,6 +23,7 @@ from gateway.channel_test import guess_type, run_test
 from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate, split_csv
 from gateway.db.tables import Channel, ChannelStatus
+from gateway.upstreams.base import redirect_refused
 from gateway.upstreams.registry import CHANNEL_TYPES, normalise_base_url
 
 router = APIRouter(prefix="/channels")
@@ -86,8 +87,10 @@ async def fetch_models(request: Request, session: UserDep) -> Response:
         return _models_field(request, session, current, "enter an http(s) base URL first")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        async with httpx.AsyncClient(timeout=15) as client:
+        async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
             resp = await client.get(f"{base}/models", headers=headers)
+        if resp.is_redirect:  # the key goes to the entered URL only, never where it points
+            return _models_field(request, session, current, redirect_refused(resp.status_code))
         payload = resp.json()
     except (httpx.HTTPError, ValueError) as exc:
         return _models_field(

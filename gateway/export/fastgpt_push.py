@@ -47,6 +47,8 @@ def _message(resp: httpx.Response) -> str | None:
         body = resp.json()
     except ValueError:
         body = None
+    if resp.is_redirect:
+        return f"HTTP {resp.status_code}: a redirect, not followed (give FastGPT's own URL)"
     if isinstance(body, dict):
         code = body.get("code", resp.status_code)
         if resp.is_success and code in (200, None):
@@ -123,7 +125,10 @@ async def push_models(
         raise FastGPTPushError(f"{fastgpt_url!r} is not a valid URL: {exc}") from exc
     if scheme not in ("http", "https"):
         raise FastGPTPushError(f"FastGPT's URL must start with http:// or https://, got {base!r}")
-    client = http_client or httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0))
+    # Redirects are not followed: the root password's hash goes to the URL given, nowhere else.
+    client = http_client or httpx.AsyncClient(
+        timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False
+    )
     try:
         token = await _login(client, base, username, root_password)
         headers = {"Cookie": f"{TOKEN_COOKIE}={token}"}

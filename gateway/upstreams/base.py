@@ -114,3 +114,13 @@ class Upstream(Protocol):
     async def send(self, request: UpstreamRequest, endpoint: Endpoint) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+def redirect_refused(status: int) -> str:
+    """Why a 3xx from an upstream is an error. Redirects are never followed (the request, and
+    the channel's key, would go wherever the upstream says) and the target is not repeated:
+    callers must not learn upstream addresses."""
+    return (
+        f"the upstream answered HTTP {status} (a redirect); modelport never follows upstream "
+        "redirects: the channel's base URL must point at the API itself"
+    )

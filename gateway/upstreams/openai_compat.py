@@ -3,7 +3,9 @@ DeepSeek, ... and modelport's own workers).
 
 The client's JSON is forwarded as the same bytes unless the model name is mapped or usage must be
 requested for a stream; responses come back as bytes, and streams chunk by chunk. Nothing here
-parses a response: the relay reads usage and errors.
+parses a response: the relay reads usage and errors. Redirects are never followed: a 3xx is an
+endpoint failure (UpstreamUnavailable), so a hostile upstream cannot make the relay fetch, or send
+the channel's key to, another address.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gateway.upstreams.base import (
     UpstreamResponse,
     UpstreamTimedOut,
     UpstreamUnavailable,
+    redirect_refused,
 )
 
 # Cap on a non-streaming upstream body; a larger one is cut off and reported as an error.
@@ -96,11 +99,16 @@ class OpenAICompatUpstream:
         )
         try:
             async with asyncio.timeout(t.first_byte):
-                resp = await self._client().post(url, data=data, headers=headers, timeout=timeout)
+                resp = await self._client().post(
+                    url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+                )
         except TimeoutError as exc:
             raise UpstreamTimedOut(f"no response within {t.first_byte:g}s from {url}") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable(f"cannot reach {url}: {exc}") from exc
+        if 300 <= resp.status < 400:
+            resp.release()
+            raise UpstreamUnavailable(redirect_refused(resp.status))
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
         is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
         if resp.status == 200 and request.stream and is_sse:
