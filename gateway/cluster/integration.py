@@ -19,8 +19,9 @@ from fastapi import FastAPI
 from gateway.bootstrap import load_prices
 from gateway.cluster import secret
 from gateway.cluster.api import router
+from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.host_runtime import HostRuntime
-from gateway.cluster.nodes import MemoryNodeStore, NodeRegistry, NodeStore, RedisNodeStore
+from gateway.cluster.nodes import NodeRegistry, NodeStore, RedisNodeStore
 from gateway.cluster.pubsub import ClusterBus
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.model_info import ServedModel
@@ -30,11 +31,11 @@ from gateway.upstreams.base import Endpoint
 def install(app: FastAPI) -> None:
     state: Any = app.state
     settings = state.settings
-    bus = ClusterBus(settings.redis_url, prefix=settings.redis_prefix)
+    bus = ClusterBus(settings.redis_url, prefix=settings.redis_prefix, sessions=state.sessions)
     store: NodeStore = (
         RedisNodeStore(settings.redis_url, settings.redis_prefix)
         if settings.redis_url
-        else MemoryNodeStore()
+        else DatabaseNodeStore(state.sessions)
     )
     local_channel = {"id": 0}
     tasks: set[asyncio.Task[None]] = set()

@@ -2,8 +2,8 @@
 
 A node (`modelport node` on a GPU machine, or the one runtime-owning process of a host running
 `uvicorn --workers N`) heartbeats a record: its id, its workers (UID, base URL reachable from the
-gateway, model metadata), its GPUs. The record is stored with a TTL (Redis `SET ... PX`, or process
-memory without Redis), so a node that stops heartbeating vanishes by itself after `ttl` seconds:
+gateway, model metadata), its GPUs. The record is stored with a TTL (Redis `SET ... PX`, or a database row
+with an expiry without Redis: gateway.cluster.changes), so a node that stops heartbeating vanishes by itself after `ttl` seconds:
 nothing has to notice it died. Every process syncs the store every `interval` seconds (and at once
 on a "nodes" bus message) and turns the records into `Endpoint`s of the route table.
 
@@ -41,28 +41,6 @@ class NodeStore(Protocol):
     async def remove(self, node_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-class MemoryNodeStore:
-    """One process only (no Redis): records with a deadline."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._records: dict[str, tuple[dict[str, Any], float]] = {}
-
-    async def put(self, record: dict[str, Any], ttl: float) -> None:
-        self._records[record["node_id"]] = (record, self._clock() + ttl)
-
-    async def all(self) -> list[dict[str, Any]]:
-        now = self._clock()
-        self._records = {k: v for k, v in self._records.items() if v[1] > now}
-        return [r for r, _ in self._records.values()]
-
-    async def remove(self, node_id: str) -> None:
-        self._records.pop(node_id, None)
-
-    async def aclose(self) -> None:
-        return None
 
 
 class RedisNodeStore:

@@ -1,4 +1,6 @@
-"""Cache invalidation between gateway processes over Redis pub/sub.
+"""Cache invalidation between gateway processes: Redis pub/sub where configured, and always the
+database's change log (gateway.cluster.changes), so `--workers N` without Redis agrees too and a
+Redis outage delays nothing by more than a poll.
 
 Every process keeps what the hot path reads in memory (token cache, route table, prices). An admin
 write lands on one process; that process publishes `{"origin": <its id>, "kind": ...}` on one Redis
@@ -7,7 +9,8 @@ only "reload X": the database stays the source of truth, so a lost message costs
 the next write or the token cache TTL, never a wrong answer that lasts.
 
 Handlers run the *original* (unwrapped) reload, so applying a remote message never publishes
-again. Without Redis the bus is local only: `publish` does nothing.
+again. A message may arrive twice (pub/sub and the log): every handler is a reload, so that costs
+one more reload, never a wrong state.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cluster.changes import ChangeLog, Sessions
+
 log = logging.getLogger("modelport.cluster")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -32,10 +37,13 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 class ClusterBus:
     """Publish invalidations and apply the ones other processes send."""
 
-    def __init__(self, redis_url: str, *, prefix: str = "modelport") -> None:
+    def __init__(
+        self, redis_url: str, *, prefix: str = "modelport", sessions: Sessions | None = None
+    ) -> None:
         self.origin = secrets.token_hex(8)
         self.channel = f"{prefix}:cluster:invalidate"
         self._redis: Redis | None = Redis.from_url(redis_url) if redis_url else None
+        self.log = ChangeLog(sessions, self.origin, self._dispatch) if sessions else None
         self._handlers: dict[str, Handler] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -43,13 +51,18 @@ class ClusterBus:
 
     @property
     def enabled(self) -> bool:
-        return self._redis is not None
+        return self._redis is not None or self.log is not None
 
     def on(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
     async def publish(self, kind: str, **data: Any) -> None:
-        """Tell the other processes; a Redis outage is logged, never fails the admin write."""
+        """Tell the other processes; an outage is logged, never fails the admin write."""
+        if self.log is not None:
+            try:
+                await self.log.publish(kind, data)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("cannot record %s change: %s", kind, exc)
         if self._redis is None:
             return
         message = orjson.dumps({"origin": self.origin, "kind": kind, **data})
@@ -60,6 +73,8 @@ class ClusterBus:
 
     async def start(self) -> None:
         """Subscribe before returning, so a write made right after startup is not missed."""
+        if self.log is not None:
+            await self.log.start()
         if self._redis is None:
             return
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cluster-bus")
@@ -67,6 +82,8 @@ class ClusterBus:
             await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
     async def close(self) -> None:
+        if self.log is not None:
+            await self.log.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +118,9 @@ class ClusterBus:
             return
         if not isinstance(msg, dict) or msg.get("origin") == self.origin:
             return
+        await self._dispatch(msg)
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
         handler = self._handlers.get(str(msg.get("kind")))
         if handler is None:
             return

@@ -148,3 +148,23 @@ class AdminSession(SQLModel, table=True):
     flash: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     # a new token's key until the next page view shows it, Fernet-encrypted like channel keys
     secret_once: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class ClusterEvent(SQLModel, table=True):
+    """ "Reload X", for every other process of this installation (gateway.cluster.changes): the
+    change bus that needs no Redis, and the fallback when Redis is away."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    origin: str = ""  # the publishing process, which skips its own events
+    kind: str = ""
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    created_at: float = Field(default_factory=time.time, index=True)
+
+
+class ClusterNode(SQLModel, table=True):
+    """A node's heartbeat record (gateway.cluster.nodes) when no Redis holds it; gone at
+    `expires_at` unless the node heartbeats again."""
+
+    node_id: str = Field(primary_key=True)
+    record: str = Field(sa_column=Column(Text, nullable=False))
+    expires_at: float = Field(index=True)
