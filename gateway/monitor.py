@@ -1,7 +1,8 @@
 """Channel health over time: auto-disable on credential/billing errors, periodic re-tests.
 
-When an upstream refuses a channel's key or billing (dispatch decides, with One API's list), the
-channel leaves routing at once and is stored as auto-disabled (status 3) with the reason. Every
+When an upstream refuses a channel's key or billing (dispatch decides from the status and the
+structured error code only: never from message text, which callers can fill), the channel leaves
+routing at once and is stored as auto-disabled (status 3) with the reason. Every
 `channel_test_interval_s` the monitor tests each auto-disabled channel with the API that fits
 its model's type (chat, embeddings, rerank, audio, images: gateway.channel_test) and re-enables
 the ones that pass. Manually disabled channels (status 2) are never touched.

@@ -5,8 +5,9 @@ endpoints whose circuit is open are skipped (a half-open one gets a single probe
 connect error, a timeout, a 429 or a 5xx before the first byte reaches the client moves on to the
 next endpoint -- never the one that just failed -- up to `retries` extra attempts, falling to lower
 tiers. A 4xx other than 429 is the caller's problem and goes straight back -- except an upstream
-that refuses *our* credentials or billing (401, invalid_api_key, insufficient_quota, ...): that
-channel is auto-disabled (`on_disable`) and the request fails over.
+that refuses *our* credentials or billing (401/402/403, or the codes invalid_api_key,
+insufficient_quota, ...; never words in a message, which a caller can choose): that channel is
+auto-disabled (`on_disable`) and the request fails over.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
+import orjson
 
 from gateway.errors import ModelNotFound, Unavailable, UpstreamFailed, UpstreamTimeout
 from gateway.routing import HealthTracker, RouteTable, weighted_order
@@ -31,30 +34,25 @@ from gateway.upstreams.base import (
 log = logging.getLogger("modelport.relay")
 
 
-# One API's auto-disable list: the upstream says our key or account is unusable.
-_DISABLE_CODES = (
-    "invalid_api_key",
-    "insufficient_quota",
-    "account_deactivated",
-    "billing_not_active",
-    "access_terminated",
-    "organization_deactivated",
+# Error codes (`error.code` or `error.type`) that only the channel's own key or account can
+# cause. Message text is never read: OpenAI-style upstreams quote the caller's input back
+# ("Invalid value: 'billing'"), so matching words in it lets any caller disable a shared channel.
+_DISABLE_CODES = frozenset(
+    {
+        "invalid_api_key",
+        "insufficient_quota",
+        "account_deactivated",
+        "billing_not_active",
+        "access_terminated",
+        "organization_deactivated",
+        "authentication_error",  # Anthropic's type for a bad key
+        "permission_error",  # Anthropic's type for a key without access
+        "PERMISSION_DENIED",  # Gemini's status
+        "UNAUTHENTICATED",
+    }
 )
-_DISABLE_MESSAGES = (
-    "your credit balance is too low",
-    "this organization has been disabled",
-    "you exceeded your current quota",
-    "incorrect api key",
-    "invalid api key",
-    "api key not valid",
-    "permission denied",
-    "the security token included in the request is invalid",
-    "operation not allowed",
-    "your account is not authorized",
-    "insufficient balance",
-    "billing",
-    "arrears",
-)
+# Statuses about the credentials or the account, whatever the request was.
+_DISABLE_STATUSES = {401: "key refused", 402: "payment required", 403: "access denied"}
 
 
 def retryable(status: int) -> bool:
@@ -62,16 +60,40 @@ def retryable(status: int) -> bool:
 
 
 def disable_reason(status: int, body: bytes | None) -> str | None:
-    """Why this answer means the channel's credentials or billing are broken, or None."""
-    text = (body or b"")[:4000].decode("utf-8", "replace").lower()
-    if status == 401:
-        return f"HTTP 401: {text[:200]}"
-    if status < 400:
+    """Why this answer means the channel's credentials or billing are broken, or None.
+
+    Only what the channel's key causes counts: 401/402/403, or a 4xx whose structured error code
+    says so (429 insufficient_quota). A 400 invalid_request_error is the request's fault, never
+    the channel's, whatever its message says."""
+    if not 400 <= status < 500:
         return None
-    for needle in _DISABLE_CODES + _DISABLE_MESSAGES:
-        if needle in text:
-            return f"HTTP {status}: {text[:200]}"
+    code, type_, message = _error_fields(body)
+    detail = f": {message[:200]}" if message else ""
+    if status in _DISABLE_STATUSES:
+        return f"HTTP {status} ({_DISABLE_STATUSES[status]}){detail}"
+    if status == 400 and type_ == "invalid_request_error":
+        return None
+    for value in (code, type_):
+        if value in _DISABLE_CODES:
+            return f"HTTP {status} ({value}){detail}"
     return None
+
+
+def _error_fields(body: bytes | None) -> tuple[str, str, str]:
+    """(code, type, message) of an OpenAI-shaped error body (Gemini's `status` as the type)."""
+    try:
+        obj = orjson.loads(body or b"")
+    except orjson.JSONDecodeError:
+        return "", "", ""
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if not isinstance(err, dict):
+        return "", "", ""
+    code, type_, message = err.get("code"), err.get("type") or err.get("status"), err.get("message")
+    return (
+        code if isinstance(code, str) else "",
+        type_ if isinstance(type_, str) else "",
+        message if isinstance(message, str) else "",
+    )
 
 
 @dataclass(slots=True)

@@ -27,6 +27,8 @@ class Behaviour:
     cut_after: int | None = None  # close the stream after this many chunks
     send_usage: bool = True
     error_message: str = "fake upstream error"
+    error_type: str = "x"
+    error_code: str | None = None  # None: the status as a string
     reply: str = "Hello from the fake upstream."
     fail_times: int | None = None  # `status` for the first N requests only, then 200
 
@@ -88,9 +90,9 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
                     {
                         "error": {
                             "message": b.error_message,
-                            "type": "x",
+                            "type": b.error_type,
                             "param": None,
-                            "code": str(b.status),
+                            "code": b.error_code or str(b.status),
                         }
                     }
                 ),

@@ -19,19 +19,19 @@ def _channel(gw, cid):
 
 
 @pytest.mark.parametrize(
-    ("status", "message"),
+    ("status", "message", "code"),
     [
-        (401, "Incorrect API key provided"),
-        (429, "You exceeded your current quota, please check your plan and billing details"),
-        (403, "insufficient_quota"),
-        (402, "Your credit balance is too low"),
+        (401, "Incorrect API key provided", "invalid_api_key"),
+        (429, "You exceeded your current quota, please check your plan", "insufficient_quota"),
+        (403, "insufficient_quota", None),
+        (402, "Your credit balance is too low", None),
     ],
 )
 def test_credential_errors_disable_the_channel_and_fail_over(
-    make_gateway, fake_upstreams, status, message
+    make_gateway, fake_upstreams, status, message, code
 ):
     bad, good = fake_upstreams("bad"), fake_upstreams("good")
-    bad.reset(status=status, error_message=message)
+    bad.reset(status=status, error_message=message, error_code=code)
     gw = make_gateway(channel_test_interval_s=0)
     ch = gw.add_channel(name="bad", base_url=bad.url, models="m", priority=10)
     gw.add_channel(name="good", base_url=good.url, models="m")
