@@ -8,6 +8,7 @@ behaves like one running a real engine of that type.
 
 `engine_options` that tests use to provoke behaviour:
 - `load_delay_s`: sleep this long in load() (to observe "loading");
+- `load_gate`: a file path; load() waits until that file exists (a test decides when it ends);
 - `fail_load`: a message; load() raises RuntimeError with it;
 - `token_delay_s`: sleep between streamed chunks;
 - `dimensions`: embedding size (default: spec.dimensions or 8);
@@ -94,6 +95,9 @@ class FakeEngine(Engine):
         options = self.spec.engine_options
         if options.get("load_delay_s"):
             time.sleep(float(options["load_delay_s"]))
+        if options.get("load_gate"):
+            while not os.path.exists(str(options["load_gate"])):
+                time.sleep(0.05)
         if options.get("fail_load"):
             raise RuntimeError(str(options["fail_load"]))
         self.loaded = True
