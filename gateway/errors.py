@@ -12,6 +12,7 @@
     ├── UpstreamFailed        502     upstream_error (every endpoint tried failed)
     │   └── UpstreamTimeout   504     upstream_timeout
     └── Unavailable           503     no_available_endpoint / service_unavailable
+        └── ModelNotReady     503     model_loading / model_failed (a launched model not serving)
 
 Every message says what the caller can do about it. Handlers in gateway.app turn these, FastAPI's
 HTTPException and request-validation errors into the same body on /v1/*; the admin API wraps them
@@ -116,6 +117,14 @@ class Unavailable(ModelportError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class ModelNotReady(Unavailable):
+    """A model the gateway knows but cannot route to: still loading (Retry-After), or failed.
+
+    Never a 404: clients (FastGPT, SDKs) give up on "model not found", but retry a 503."""
+
+    code = "model_loading"
 
 
 def error_body(

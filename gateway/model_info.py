@@ -7,6 +7,7 @@ catalog's knowledge of well-known names, or defaults.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -28,3 +29,13 @@ class ServedModel(BaseModel):
     input_price: float = 0.0  # USD per 1M tokens
     output_price: float = 0.0
     languages: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingModel:
+    """A launched model with no endpoint to route to yet (or any more): what the gateway answers
+    instead of "model not found". Reported by the local runtime, which alone knows its UIDs."""
+
+    status: str  # loading | unloading | unloaded | restarting | ready | error, as the runtime says
+    since: float | None = None  # epoch seconds when its current load began
+    error: str | None = None  # why it failed (status "error")

@@ -2,7 +2,8 @@
 
 With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state, restores
 persisted launches in the background at startup, stops every worker at shutdown, feeds local UIDs
-to /v1/models, and mounts the Xinference and /api/runtime routes. Without the runtime the app
+to /v1/models, tells the gateway which UIDs are launched but not serving (loading, failed: a 503,
+not a 404), and mounts the Xinference and /api/runtime routes. Without the runtime the app
 runs no model itself; it mounts Xinference's launch and terminate routes alone, which place
 models on the GPU nodes (`modelport node`) that heartbeat to it.
 """
@@ -15,13 +16,13 @@ from typing import Any
 from fastapi import FastAPI
 
 from gateway.db.tables import Option
-from gateway.model_info import ServedModel
+from gateway.model_info import PendingModel, ServedModel
 from local_runtime.api import admin_router, launch_router, xinference_router
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
 from local_runtime.supervisor import Supervisor
-from local_runtime.supervisor.options import UidTaken
+from local_runtime.supervisor.options import UidTaken, UnknownInstance
 
 log = logging.getLogger("modelport.runtime")
 
@@ -69,6 +70,20 @@ def install(app: FastAPI) -> None:
         return runtime.served_models()
 
     state.models.local = local_models
+
+    def pending(uid: str) -> PendingModel | None:
+        # `instance` and not the supervisor's own table: with `--workers N` the processes that
+        # do not run the models answer it from the owner's record (gateway.cluster.host_runtime)
+        try:
+            info = runtime.instance(uid)
+        except UnknownInstance:
+            return None
+        return PendingModel(
+            status=info["status"], since=info.get("loading_since"), error=info.get("error")
+        )
+
+    state.models.pending = pending
+    state.dispatcher.not_ready = state.models.not_ready
 
     async def on_startup(app: FastAPI) -> None:
         await runtime.start()

@@ -10,7 +10,8 @@ The other processes answer the runtime API by proxy: a launch or terminate becom
 in the database for the host node (what GPU nodes read as their desired state); the owner executes
 and deletes it within a second, and the caller waits for the result in the owner's record.
 Limitations: logs/unload/load of a UID answer only on the owner; an unloaded model (keep_alive)
-is routable only from the owner, which reloads it on the next request it receives.
+is routable only from the owner, which reloads it on the next request it receives (the others
+answer 503 for it, as for a UID still loading: `runtime.instance` reads the owner's record).
 """
 
 from __future__ import annotations

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from gateway.errors import ModelNotFound, Unavailable, UpstreamFailed, UpstreamTimeout
+from gateway.errors import (
+    ModelNotFound,
+    ModelportError,
+    Unavailable,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from gateway.routing import HealthTracker, RouteTable, weighted_order
 from gateway.upstreams.base import (
     Endpoint,
@@ -120,6 +126,9 @@ class Dispatcher:
         self.upstreams = upstreams
         self.retries = retries
         self.on_disable = on_disable
+        # Why a model without endpoints is not served (a local UID still loading, or failed):
+        # asked only once the route lookup came back empty, instead of answering 404.
+        self.not_ready: Callable[[str], ModelportError | None] | None = None
 
     def candidates(self, group: str, model: str) -> tuple[list[Endpoint], list[Endpoint]]:
         """(endpoints to try in order, endpoints skipped because their circuit is open)."""
@@ -150,6 +159,8 @@ class Dispatcher:
                     code="no_available_endpoint",
                     headers={"Retry-After": str(max(1, round(wait)))},
                 )
+            if self.not_ready is not None and (exc := self.not_ready(request.model)) is not None:
+                raise exc
             raise ModelNotFound(_unknown_model_message(request.model, allowed), param="model")
         errors: list[str] = []
         last: UpstreamResponse | None = None

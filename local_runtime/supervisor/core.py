@@ -83,13 +83,15 @@ class Supervisor(Upkeep):
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Find the local channel, then restore persisted launches in the background."""
+        """Find the local channel, then restore persisted launches (they load in the background)."""
         secret = self.options.worker_secret
         headers = {"Authorization": f"Bearer {secret}"} if secret else None
         self._http = httpx.AsyncClient(trust_env=False, headers=headers)
         async with self.sessions() as session:
             self._channel_id = (await ensure_local_channel(session)).id or 0
-        self._spawn(self._restore(), "runtime-restore")
+        # The UIDs are registered (status "loading") before the server takes requests, so none
+        # is "not found" while it loads; their loads go on in the background.
+        await self._restore()
         self._spawn(self._idle_loop(), "runtime-idle")
 
     async def close(self) -> None:
@@ -410,11 +412,14 @@ class Supervisor(Upkeep):
 
     # --- routing -------------------------------------------------------------------------------
     def _publish(self, inst: Instance) -> None:
-        """Route to the ready replicas; when none is ready, to all (their prepare waits/fails)."""
+        """Route to the ready replicas; when none is ready, to those that may be again (their
+        prepare waits or reloads). Replicas that gave up are not routed: requests for a UID
+        with no other replica get the gateway's 503 saying why (`pending`), not a 502."""
         if self._instances.get(inst.uid) is not inst or not inst.routable:
             return
         ready = [r.endpoint for r in inst.replicas if r.status == "ready"]
-        self.routes.set_local(inst.uid, ready or [r.endpoint for r in inst.replicas])
+        alive = [r.endpoint for r in inst.replicas if r.status != "error"]
+        self.routes.set_local(inst.uid, ready or alive)
 
     def _prepare_hook(self, inst: Instance, rep: Replica) -> Callable[[], Awaitable[None]]:
         async def prepare() -> None:
@@ -467,6 +472,7 @@ class Supervisor(Upkeep):
         async with inst.lock:
             if inst.state != "unloaded":
                 return
+            inst.loading_since = time.time()
             try:
                 await self._make_room(keep=inst.uid)
                 await self._start_all(inst)

@@ -81,6 +81,7 @@ class Instance:
     error: str | None = None
     routable: bool = False
     created: float = field(default_factory=time.time)
+    loading_since: float = field(default_factory=time.time)  # when the current load began
     last_used: float = field(default_factory=time.time)
     progress: dict[str, Any] = field(default_factory=dict)
     spec_path: Path | None = None
@@ -131,6 +132,7 @@ class Instance:
             "replica": self.spec.replica,
             "replicas": [rep.describe(now) for rep in self.replicas],
             "created": int(self.created),
+            "loading_since": round(self.loading_since, 1) if self.state == "loading" else None,
             "last_used": int(self.last_used),
             "idle_s": round(idle, 1),
             "keep_alive_s": self.keep_alive_s,

@@ -27,6 +27,8 @@ async def get_model(model_id: str, request: Request, caller: CallerDep) -> dict[
     for m in d.served(caller):
         if m.id == model_id:
             return d.entry(m)
+    if caller.may_use(model_id) and (not_ready := d.not_ready(model_id)) is not None:
+        raise not_ready
     raise ModelNotFound(
         f"model '{model_id}' does not exist or this token may not use it", param="model"
     )
