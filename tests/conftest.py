@@ -135,3 +135,9 @@ def pg_url() -> Iterator[str]:
     yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import skips
+
+    skips.register(config)
