@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 QUOTA_PER_USD = 500_000
+MAX_QUOTA = 1 << 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +23,12 @@ class Price:
         return self.input <= 0 and self.output <= 0
 
     def quota(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """Capped at MAX_QUOTA: whatever the counts and prices, the amount fits the 64-bit quota
+        columns with room to add (a larger reservation simply finds too little quota)."""
         usd = (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
-        return math.ceil(usd * QUOTA_PER_USD - 1e-9) if usd > 0 else 0
+        if not usd > 0:
+            return 0
+        return min(math.ceil(min(usd * QUOTA_PER_USD, MAX_QUOTA) - 1e-9), MAX_QUOTA)
 
 
 FREE = Price()

@@ -36,6 +36,7 @@ from gateway.errors import (
 from gateway.limits.base import Ask, Lease, Limiter, ask_for, await_release
 from gateway.logging import note
 from gateway.metrics import Metrics
+from gateway.relay.bounds import reported_tokens
 from gateway.relay.dispatch import Dispatcher, Outcome
 from gateway.relay.streaming import RelayStream, StreamResult, relay_events
 from gateway.upstreams.base import UpstreamRequest
@@ -68,7 +69,7 @@ def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
         return None, None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return prompt, completion
+    return reported_tokens(prompt), reported_tokens(completion)
 
 
 class RelayService:

@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.billing.tokenizer import count_text
 from gateway.errors import sse_error_event
 from gateway.limits.base import await_release
+from gateway.relay.bounds import reported_tokens
 from gateway.upstreams.base import UpstreamUnavailable
 
 DONE = b"[DONE]"
@@ -78,10 +79,12 @@ class EventScanner:
                 except orjson.JSONDecodeError:
                     obj = {}
                 usage = obj.get("usage") if isinstance(obj, dict) else None
-                if usage:
-                    self.r.prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
-                    self.r.completion_tokens = usage.get(
-                        "completion_tokens", usage.get("output_tokens")
+                if usage and isinstance(usage, dict):
+                    self.r.prompt_tokens = reported_tokens(
+                        usage.get("prompt_tokens", usage.get("input_tokens"))
+                    )
+                    self.r.completion_tokens = reported_tokens(
+                        usage.get("completion_tokens", usage.get("output_tokens"))
                     )
                     if self.strip and not obj.get("choices"):
                         continue

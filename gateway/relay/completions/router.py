@@ -24,7 +24,7 @@ async def completions(
         model=body.model,
         stream=body.stream,
         estimate_prompt=lambda: count_input(body.prompt),
-        max_output_tokens=(body.max_tokens or default) * (body.n or 1),
+        max_output_tokens=body.output_bound(default),
         content=lambda: body.prompt if isinstance(body.prompt, str) else "",
     )
     return await relay.run(call)

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.relay.bounds import MAX_TOP_N
+
 
 class RerankRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
@@ -13,5 +15,5 @@ class RerankRequest(BaseModel):
     model: str = Field(min_length=1)
     query: str = Field(min_length=1)
     documents: list[str | dict[str, Any]] = Field(min_length=1)
-    top_n: int | None = Field(default=None, ge=1)
+    top_n: int | None = Field(default=None, ge=1, le=MAX_TOP_N)
     return_documents: bool | None = None
