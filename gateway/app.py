@@ -277,6 +277,11 @@ def _register_gauges(metrics: Metrics, health: Any, usage: Any, limiter: Any, re
         "modelport_usage_dropped", "usage rows dropped (backlog full)", lambda: usage.dropped
     )
     metrics.register_gauge(
+        "modelport_usage_rejected",
+        "usage rows the database refused, dropped (their quota settlement was kept)",
+        lambda: usage.rejected,
+    )
+    metrics.register_gauge(
         "modelport_limiter_in_flight", "requests holding a concurrency slot", limiter.in_flight
     )
     metrics.register_gauge(

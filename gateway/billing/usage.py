@@ -5,6 +5,11 @@ background task writes every `interval` seconds or `batch_size` records: one mul
 usage rows, one UPDATE per token for settlement, one per channel. If the database is briefly
 unreachable the batch is kept and retried, and `close()` flushes everything at shutdown, so a
 graceful stop loses nothing.
+
+A row the database refuses (PostgreSQL rejects a NUL in text) would otherwise fail its batch on
+every retry and stop all recording behind it. So a batch refused for its data is written again
+one record at a time: only the refused rows are lost (logged and counted in `rejected`), and
+their quota settlement is still written without them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,10 +32,13 @@ from gateway.db.tables import Channel, Token, UsageLog
 
 log = logging.getLogger("modelport.usage")
 
+# The database refused what a row holds, not the connection: retrying the same row cannot help.
+_ROW_ERRORS = (DataError, IntegrityError)
+
 
 @dataclass(slots=True)
 class UsageRecord:
-    log: dict[str, Any]  # UsageLog columns
+    log: dict[str, Any] | None  # UsageLog columns; None once the database refused them
     token_id: int = 0
     unlimited: bool = True
     reserved: int = 0  # quota taken before the call
@@ -46,8 +54,16 @@ class _Batch:
     accessed: dict[int, int] = field(default_factory=dict)
     channel_used: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
+    @classmethod
+    def of(cls, records: list[UsageRecord]) -> _Batch:
+        batch = cls()
+        for rec in records:
+            batch.add(rec)
+        return batch
+
     def add(self, r: UsageRecord) -> None:
-        self.logs.append(r.log)
+        if r.log is not None:
+            self.logs.append(r.log)
         if r.token_id:
             if r.unlimited:
                 self.used[r.token_id] += r.charged
@@ -80,6 +96,7 @@ class UsageWriter:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.rejected = 0  # rows the database refused (their settlement was still written)
         self.flush_errors = 0
 
     def record(self, rec: UsageRecord) -> None:
@@ -115,20 +132,55 @@ class UsageWriter:
     async def _flush_locked(self) -> bool:
         while self._pending:
             take, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
-            batch = _Batch()
-            for rec in take:
-                batch.add(rec)
             try:
-                await self._write(batch)
+                await self._write(_Batch.of(take))
+            except _ROW_ERRORS as exc:
+                log.warning(
+                    "usage batch refused (%s); writing its %d rows one by one", exc.orig, len(take)
+                )
+                if not await self._write_each(take):
+                    return False
             except (SQLAlchemyError, OSError) as exc:
-                self.flush_errors += 1
-                if self.flush_errors == 1 or self.flush_errors % 20 == 0:
-                    log.warning(
-                        "usage flush failed %d time(s), will retry: %s", self.flush_errors, exc
-                    )
+                self._failed(exc)
                 self._pending = take + self._pending
                 return False
         return True
+
+    async def _write_each(self, take: list[UsageRecord]) -> bool:
+        """Write records one at a time so a refused row loses only itself; on a connection
+        failure keep the rest for the next flush."""
+        for i, rec in enumerate(take):
+            try:
+                try:
+                    await self._write(_Batch.of([rec]))
+                except _ROW_ERRORS as exc:
+                    self._reject(rec, exc)
+                    await self._write(_Batch.of([rec]))  # the settlement alone
+            except _ROW_ERRORS as exc:
+                log.error("usage settlement of token %d refused: %s", rec.token_id, exc.orig)
+            except (SQLAlchemyError, OSError) as exc:
+                self._failed(exc)
+                self._pending = take[i:] + self._pending
+                return False
+        return True
+
+    def _reject(self, rec: UsageRecord, exc: DataError | IntegrityError) -> None:
+        self.rejected += 1
+        row = rec.log or {}
+        log.error(
+            "usage row refused by the database, dropped (settlement kept): request %r "
+            "token %r model %r: %s",
+            row.get("request_id"),
+            row.get("token_name"),
+            row.get("model"),
+            exc.orig,
+        )
+        rec.log = None
+
+    def _failed(self, exc: BaseException) -> None:
+        self.flush_errors += 1
+        if self.flush_errors == 1 or self.flush_errors % 20 == 0:
+            log.warning("usage flush failed %d time(s), will retry: %s", self.flush_errors, exc)
 
     async def _write(self, b: _Batch) -> None:
         async with self._sessions() as session:
