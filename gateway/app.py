@@ -106,7 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_stream_bytes=settings.max_response_bytes,
     )
     admin_hash: dict[str, str | None] = {"value": None}
-    guards = Guards()
+    guards = Guards.from_limits(
+        admin_token=settings.admin_token_failures,
+        api_key=settings.api_key_failures,
+        ui_login=settings.ui_login_failures,
+        window_s=settings.auth_failure_window_s,
+    )
     auth = TokenAuthenticator(
         sessions, admin_hash=lambda: admin_hash["value"], guard=guards.api_key
     )

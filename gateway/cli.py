@@ -109,7 +109,8 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=log_level,
-        proxy_headers=False,
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         timeout_graceful_shutdown=int(settings.shutdown_drain_s) + 5,
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
 
     # security and operations
     metrics_public: bool = False  # /metrics without admin auth
+    # failed credential attempts per client address per window, counted before the check
+    admin_token_failures: int = Field(default=20, ge=1)
+    api_key_failures: int = Field(default=30, ge=1)
+    ui_login_failures: int = Field(default=5, ge=1)  # also per username
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+    # reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs); empty: none
+    forwarded_allow_ips: str = ""
     fetch_allow: list[str] = Field(default_factory=list)  # hosts/CIDRs exempt from the SSRF guard
     fetch_max_redirects: int = 3
     fetch_max_bytes: int = 20 * 1024 * 1024

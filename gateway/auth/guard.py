@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# Defaults (failed attempts per client address per minute); the Settings fields that would
-# carry them are named in README "Security model".
+# Defaults (failed attempts per client address per minute) of the Settings fields
+# admin_token_failures, api_key_failures, ui_login_failures and auth_failure_window_s.
 UI_LOGIN_FAILURES = 5  # also per username
 ADMIN_TOKEN_FAILURES = 20
 API_KEY_FAILURES = 30
@@ -93,6 +93,16 @@ class Guards:
     ui_login: AttemptLimiter = field(
         default_factory=lambda: AttemptLimiter(limit=UI_LOGIN_FAILURES)
     )
+
+    @classmethod
+    def from_limits(
+        cls, *, admin_token: int, api_key: int, ui_login: int, window_s: float
+    ) -> Guards:
+        return cls(
+            admin_token=AttemptLimiter(limit=admin_token, window_s=window_s),
+            api_key=AttemptLimiter(limit=api_key, window_s=window_s),
+            ui_login=AttemptLimiter(limit=ui_login, window_s=window_s),
+        )
 
 
 def address_key(client: str | None) -> str:
