@@ -419,3 +419,42 @@ def test_a_disagreement_is_caught(tmp_path, check, file, pattern, replacement):
     target.write_text(edited, encoding="utf-8")
     with pytest.raises(AssertionError):
         CHECKS[check](tmp_path)
+
+
+def test_every_module_level_import_is_a_declared_dependency():
+    """What the packages import at module level (so at server start) is installed by
+    pyproject's own dependencies, not by a test tool that happens to drag it in. Imports inside
+    functions and `try` blocks are optional engine or provider code, guarded where they are used.
+    What a library needs indirectly (greenlet for SQLAlchemy's asyncio) only a real fresh install
+    shows: scripts/fresh_install_check.sh, which CI runs first."""
+    import ast
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in meta["dependencies"]}
+    providers = packages_distributions()
+    ours = {"gateway", "local_runtime", "admin_ui"}
+    missing: dict[str, set[str]] = {}
+    for pkg in ours:
+        for path in (ROOT / pkg).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in tree.body:  # module level only
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0
+                    else []
+                )
+                for name in names:
+                    top = name.split(".")[0]
+                    if not top or top in ours or top in sys.stdlib_module_names:
+                        continue
+                    dists = {d.lower().replace("_", "-") for d in providers.get(top, [])}
+                    if not dists & declared:
+                        missing.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    assert not missing, f"imported at module level but not declared in pyproject: {missing}"
