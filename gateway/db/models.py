@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.relay.bounds import Printable
+
 
 def split_csv(value: str | list[str] | None) -> list[str]:
     if value is None:
@@ -41,7 +43,7 @@ class _Lenient(BaseModel):
 # --- channels -------------------------------------------------------------------------------
 class ChannelFields(_Lenient):
     type: int | None = None
-    name: str | None = Field(default=None, max_length=100)
+    name: Printable | None = Field(default=None, max_length=100)
     base_url: str | None = None
     models: list[str] | None = None
     model_mapping: dict[str, str] | None = None
@@ -69,7 +71,7 @@ class ChannelFields(_Lenient):
 
 
 class ChannelCreate(ChannelFields):
-    name: str = Field(min_length=1, max_length=100)
+    name: Printable = Field(min_length=1, max_length=100)
     type: int = 50
     key: str = ""
     models: list[str] = Field(default_factory=list)
@@ -104,7 +106,7 @@ class ChannelPublic(BaseModel):
 
 # --- tokens ---------------------------------------------------------------------------------
 class TokenFields(_Lenient):
-    name: str | None = Field(default=None, max_length=30)
+    name: Printable | None = Field(default=None, max_length=30)
     expired_time: int | None = None
     remain_quota: int | None = Field(default=None, ge=0)
     unlimited_quota: bool | None = None
@@ -135,7 +137,7 @@ class TokenFields(_Lenient):
 
 
 class TokenCreate(TokenFields):
-    name: str = Field(default="", max_length=30)
+    name: Printable = Field(default="", max_length=30)
     expired_time: int = -1
     remain_quota: int = Field(default=0, ge=0)
     unlimited_quota: bool = False

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from gateway.deps import CallerDep, RelayDep
 from gateway.errors import InvalidRequest
+from gateway.relay.bounds import ModelName
 from gateway.relay.service import RelayCall
 from gateway.upstreams.base import UploadPart, UpstreamRequest
 
@@ -70,7 +71,7 @@ async def transcriptions(
     caller: CallerDep,
     relay: RelayDep,
     file: Annotated[UploadFile, File(description="audio in any format ffmpeg/PyAV reads")],
-    model: Annotated[str, Form(min_length=1)],
+    model: Annotated[ModelName, Form()],
     language: Annotated[str | None, Form()] = None,
     prompt: Annotated[str | None, Form()] = None,
     response_format: Annotated[ResponseFormat | None, Form()] = None,
@@ -85,7 +86,7 @@ async def translations(
     caller: CallerDep,
     relay: RelayDep,
     file: Annotated[UploadFile, File()],
-    model: Annotated[str, Form(min_length=1)],
+    model: Annotated[ModelName, Form()],
     prompt: Annotated[str | None, Form()] = None,
     response_format: Annotated[ResponseFormat | None, Form()] = None,
     temperature: Annotated[float | None, Form(ge=0, le=1)] = None,

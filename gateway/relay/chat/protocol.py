@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.relay.bounds import Choices, Logprobs, Penalty, Seed, TokenLimit
+from gateway.relay.bounds import Choices, Logprobs, ModelName, Penalty, Seed, TokenLimit
 
 
 class ChatMessage(BaseModel):
@@ -26,7 +26,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    model: str = Field(min_length=1)
+    model: ModelName
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None

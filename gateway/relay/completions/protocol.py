@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.relay.bounds import Choices, Logprobs, Penalty, Seed, TokenLimit
+from gateway.relay.bounds import Choices, Logprobs, ModelName, Penalty, Seed, TokenLimit
 
 
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    model: str = Field(min_length=1)
+    model: ModelName
     prompt: str | list[str] | list[int] | list[list[int]] = ""
     stream: bool = False
     max_tokens: TokenLimit | None = None

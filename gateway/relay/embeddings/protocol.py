@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.relay.bounds import MAX_DIMENSIONS
+from gateway.relay.bounds import MAX_DIMENSIONS, ModelName
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    model: str = Field(min_length=1)
+    model: ModelName
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1, le=MAX_DIMENSIONS)

@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.relay.bounds import ModelName
+
 
 class ImageRequest(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
-    model: str = Field(min_length=1)
+    model: ModelName
     prompt: str = Field(min_length=1)
     n: int = Field(default=1, ge=1, le=10)
     size: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
