@@ -72,6 +72,12 @@ def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
     return reported_tokens(prompt), reported_tokens(completion)
 
 
+def _storable(text: str) -> str:
+    """PostgreSQL refuses a NUL in text, which would cost the whole usage row: an upstream's
+    error body or a logged prompt may hold one."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class RelayService:
     def __init__(
         self,
@@ -362,8 +368,8 @@ class RelayService:
                     "ttfb_ms": int(ttfb * 1000),
                     "is_stream": stream,
                     "retries": max(0, (o.attempts if o else 1) - 1),
-                    "error": error[:2000],
-                    "content": call.content if caller.log_content else "",
+                    "error": _storable(error[:2000]),
+                    "content": _storable(call.content) if caller.log_content else "",
                 },
                 token_id=caller.token_id,
                 unlimited=caller.unlimited,

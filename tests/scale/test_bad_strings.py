@@ -161,3 +161,15 @@ def test_usage_writer_drops_only_the_row_postgres_refuses(pg_url):
     assert writer.rejected == 1
     # every settlement landed, the refused row's included: 4 reservations of 100 became 30 each
     assert query("SELECT remain_quota, used_quota FROM token WHERE id = 1") == [(880, 120)]
+
+
+def test_a_logged_prompt_holding_nul_keeps_its_usage_row(make_gateway, fake_upstream, pg_url):
+    gw = make_gateway(database_url=pg_url)
+    gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
+    key = gw.create_token(name="c", log_content=True)
+    gw.openai(key).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "a\x00b"}]
+    )
+    rows = _poll(lambda: gw.api("GET", "/api/log/", params={"token_name": "c"}))
+    assert len(rows) == 1, rows
+    assert gw.app.state.usage.rejected == 0
