@@ -56,8 +56,9 @@ class ChangeLog:
         self.apply = apply
         self.interval = interval
         self.keep_s = keep_s
-        self._last = 0
-        self._seen: set[int] = set()
+        self._floor = 0  # every id up to here is settled: applied, or older than this process
+        self._last = 0  # the highest id seen
+        self._seen: set[int] = set()  # ids above the floor already handled
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
 
@@ -72,7 +73,7 @@ class ChangeLog:
         """Start after the newest event: what happened before this process is in the database."""
         async with self.sessions() as session:
             newest = (await session.execute(select(func.max(col(ClusterEvent.id))))).scalar()
-        self._last = int(newest or 0)
+        self._floor = self._last = int(newest or 0)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="change-log")
 
     async def close(self) -> None:
@@ -83,7 +84,6 @@ class ChangeLog:
 
     async def poll(self) -> int:
         """Apply the events other processes wrote since the last poll; returns how many."""
-        low = max(0, self._last - REREAD_WINDOW)
         async with self.sessions() as session:
             rows = (
                 await session.execute(
@@ -93,13 +93,13 @@ class ChangeLog:
                         col(ClusterEvent.kind),
                         col(ClusterEvent.data),
                     )
-                    .where(col(ClusterEvent.id) > low)
+                    .where(col(ClusterEvent.id) > self._floor)
                     .order_by(col(ClusterEvent.id))
                 )
             ).all()
         applied = 0
         for event_id, origin, kind, data in rows:
-            if event_id in self._seen or event_id <= low:
+            if event_id in self._seen:
                 continue
             self._seen.add(event_id)
             self._last = max(self._last, event_id)
@@ -111,8 +111,8 @@ class ChangeLog:
                 payload = {}
             await self.apply({**(payload if isinstance(payload, dict) else {}), "kind": kind})
             applied += 1
-        floor = self._last - REREAD_WINDOW
-        self._seen = {i for i in self._seen if i > floor}
+        self._floor = max(self._floor, self._last - REREAD_WINDOW)
+        self._seen = {i for i in self._seen if i > self._floor}
         return applied
 
     async def prune(self) -> None:
