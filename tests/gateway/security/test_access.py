@@ -57,9 +57,7 @@ def test_every_api_and_v1_route_needs_credentials(full_gateway):
             headers = {"Authorization": auth} if auth else {}
             r = httpx.request(method, url, headers=headers, json={}, timeout=30)
             # 429: this address sent too many wrong credentials (gateway.auth.guard), a refusal
-            refused = r.status_code in (401, 403) or (
-                r.status_code == 429 and "too many" in r.text
-            )
+            refused = r.status_code in (401, 403) or (r.status_code == 429 and "too many" in r.text)
             assert refused, (method, path, auth, r.status_code, r.text)
         checked.append((method, path))
     paths = {p for _, p in checked}
