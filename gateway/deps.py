@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.auth.guard import AttemptLimiter, address_key
 from gateway.auth.keys import hash_key, parse_authorization, same_digest
 from gateway.auth.tokens import Caller
-from gateway.errors import AuthenticationFailed, RateLimited
+from gateway.errors import AuthenticationFailed
 from gateway.relay.service import RelayService
 from gateway.settings import Settings
 
@@ -66,13 +66,7 @@ def is_admin_token(request: Request, key: str | None) -> bool:
     guard: AttemptLimiter = request.app.state.guards.admin_token
     client = request.client.host if request.client else None
     keys = (address_key(client),)
-    wait = guard.acquire(keys)
-    if wait:
-        raise RateLimited(
-            f"too many failed admin-token attempts from {client}: wait {wait}s and try again",
-            retry_after=wait,
-            code="too_many_failed_attempts",
-        )
+    guard.acquire_or_raise(keys, "failed admin-token attempts", client)
     expected = request.app.state.admin_hash()
     ok = bool(expected and same_digest(hash_key(key), expected))
     guard.release(keys, failed=not ok)

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.errors import RateLimited
+
 # Defaults (failed attempts per client address per minute) of the Settings fields
 # admin_token_failures, api_key_failures, ui_login_failures and auth_failure_window_s.
 UI_LOGIN_FAILURES = 5  # also per username
@@ -72,6 +74,16 @@ class AttemptLimiter:
         for slot in slots:
             slot.pending += 1
         return 0
+
+    def acquire_or_raise(self, keys: Sequence[str], what: str, client: str | None) -> None:
+        """`acquire`, or a 429 (RateLimited, with Retry-After) naming what was tried too often."""
+        wait = self.acquire(keys)
+        if wait:
+            raise RateLimited(
+                f"too many {what} from {client}: wait {wait}s and try again",
+                retry_after=wait,
+                code="too_many_failed_attempts",
+            )
 
     def release(self, keys: Sequence[str], *, failed: bool) -> None:
         now = time.monotonic()

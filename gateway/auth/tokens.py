@@ -27,7 +27,6 @@ from gateway.errors import (
     AuthenticationFailed,
     PermissionDenied,
     QuotaExceeded,
-    RateLimited,
     Unavailable,
 )
 
@@ -105,13 +104,7 @@ class TokenAuthenticator:
         """An unknown (or stale) key: the attempt is counted per client address before the
         lookup, and becomes a failure when no token has this key."""
         keys = (address_key(client_ip),)
-        wait = self.guard.acquire(keys)
-        if wait:
-            raise RateLimited(
-                f"too many invalid API keys from {client_ip}: wait {wait}s and try again",
-                retry_after=wait,
-                code="too_many_failed_attempts",
-            )
+        self.guard.acquire_or_raise(keys, "invalid API keys", client_ip)
         unknown = False
         try:
             if entry is None or now - entry.fetched > self._ttl:
