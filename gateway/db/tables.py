@@ -168,3 +168,25 @@ class ClusterNode(SQLModel, table=True):
     node_id: str = Field(primary_key=True)
     record: str = Field(sa_column=Column(Text, nullable=False))
     expires_at: float = Field(index=True)
+
+
+class QuotaReservation(SQLModel, table=True):
+    """Quota taken from a limited token for a request not yet settled (gateway.billing.
+    reservations). Written in the reservation's own transaction and deleted in its settlement's,
+    so a process killed mid-request leaves the row for a survivor or the next start to refund."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    holder: str = Field(index=True)  # the gateway process (GatewayLease) that will settle it
+    request_id: str = ""
+    model: str = ""
+    created_at: float = Field(default_factory=time.time)
+
+
+class GatewayLease(SQLModel, table=True):
+    """A running gateway process, renewed while it lives: reservations of a holder whose lease
+    has expired are orphans that any process may refund."""
+
+    holder: str = Field(primary_key=True)
+    expires_at: float
