@@ -1,0 +1,27 @@
+"""channel type numbers follow One API: stored Xinference channels move from 47 (One API's Baidu V2,
+New API's Xinference) to modelport's own 1047, so 47 can mean what it means in One API (issue 15)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-05 11:45:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+OLD_XINFERENCE = 47
+XINFERENCE = 1047
+
+
+def upgrade() -> None:
+    op.execute(f"UPDATE channel SET type = {XINFERENCE} WHERE type = {OLD_XINFERENCE}")
+
+
+def downgrade() -> None:
+    op.execute(f"UPDATE channel SET type = {OLD_XINFERENCE} WHERE type = {XINFERENCE}")
