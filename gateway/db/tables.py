@@ -37,11 +37,15 @@ class Channel(SQLModel, table=True):
     base_url: str = ""
     models: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     model_mapping: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    # {model: kind} set by the admin (migration 0006); unset models get a guessed kind
+    model_types: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     group: str = "default"
     priority: int = 0
     weight: int = 1
     status: int = ChannelStatus.ENABLED
     config: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    # One API's `other`: Azure's API version, Xunfei's version, Ali's plugin (config wins)
+    other: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     system_prompt: str = ""
     created_time: int = Field(default_factory=now)
     test_time: int = 0
