@@ -1,6 +1,9 @@
 """Channel type -> upstream adaptor, and base URL conventions per type.
 
-Type numbers are One API's (and New API's 47 for Xinference) so its users' scripts keep working.
+Type numbers are One API's (songquanpeng/one-api relay/channeltype/define.go, base URLs from url.go)
+for every type One API has, so its users' scripts and an imported One API database keep working.
+Xinference, which One API lacks, is 1047: New API's 47 (QuantumNous/new-api constant/channel.go) is
+One API's Baidu V2, and New API keeps 59-999 for its own growth.
 Every type in CHANNEL_TYPES must map to an adaptor kind that `build_upstreams` constructs; a test
 walks the table.
 """
@@ -40,19 +43,39 @@ CHANNEL_TYPES: dict[int, ChannelType] = {
     17: ChannelType(
         "Alibaba DashScope", "openai", "https://dashscope.aliyuncs.com/compatible-mode"
     ),
+    20: ChannelType("OpenRouter", "openai", "https://openrouter.ai/api", stream_usage=False),
     24: ChannelType(
         "Google Gemini", "litellm", "https://generativelanguage.googleapis.com", provider="gemini"
     ),
     25: ChannelType("Moonshot", "openai", "https://api.moonshot.cn"),
+    28: ChannelType("Mistral", "openai", "https://api.mistral.ai", stream_usage=False),
+    29: ChannelType("Groq", "openai", "https://api.groq.com/openai", stream_usage=False),
     30: ChannelType("Ollama", "openai", "http://127.0.0.1:11434", hint="Ollama's /v1 API"),
+    31: ChannelType(
+        "01.AI (LingYiWanWu)", "openai", "https://api.lingyiwanwu.com", stream_usage=False
+    ),
+    32: ChannelType("StepFun", "openai", "https://api.stepfun.com", stream_usage=False),
     36: ChannelType("DeepSeek", "openai", "https://api.deepseek.com"),
+    39: ChannelType("Together AI", "openai", "https://api.together.xyz", stream_usage=False),
     44: ChannelType("SiliconFlow", "openai", "https://api.siliconflow.cn"),
-    47: ChannelType("Xinference", "openai", "http://127.0.0.1:9997"),
+    45: ChannelType("xAI", "openai", "https://api.x.ai", stream_usage=False),
+    47: ChannelType(
+        "Baidu Qianfan V2", "openai", "https://qianfan.baidubce.com/v2", stream_usage=False
+    ),
+    49: ChannelType(
+        "Alibaba Bailian",
+        "openai",
+        "https://dashscope.aliyuncs.com/compatible-mode",
+        stream_usage=False,
+    ),
     50: ChannelType(
         "OpenAI-compatible",
         "openai",
         stream_usage=False,
         hint="base URL with /v1 (without is tolerated)",
+    ),
+    1047: ChannelType(
+        "Xinference", "openai", "http://127.0.0.1:9997", hint="New API calls this type 47"
     ),
 }
 
