@@ -43,6 +43,9 @@ from gateway.relay.chat.router import router as chat_router
 from gateway.relay.completions.router import router as completions_router
 from gateway.relay.dispatch import Dispatcher
 from gateway.relay.embeddings.router import router as embeddings_router
+from gateway.relay.images import files as image_files
+from gateway.relay.images import links as image_links
+from gateway.relay.images.files import ImageLinks
 from gateway.relay.images.router import router as images_router
 from gateway.relay.models.router import router as models_router
 from gateway.relay.models.service import ModelDirectory
@@ -195,6 +198,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await safe_fetch(url, **kw)
 
     state.fetch = fetch
+    image_files.install(
+        app,
+        ImageLinks(
+            folder=settings.files_dir / "images",
+            key=image_links.derive_key(secret),
+            ttl_s=settings.image_link_ttl_s,
+        ),
+    )
 
     v1 = APIRouter(prefix="/v1")
     for r in (

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
         ""  # how clients reach us (FastGPT export, image links); default http://host:port
     )
     env: str = "local"  # "local" or "production"; production refuses missing secrets
+    image_link_ttl_s: float = Field(default=3600.0, gt=0)  # lifetime of response_format=url links
 
     # identities
     admin_token: SecretStr | None = None

@@ -22,7 +22,7 @@ from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
 from local_runtime.supervisor import Supervisor
-from local_runtime.supervisor.options import UidTaken, UnknownInstance
+from local_runtime.supervisor.options import SupervisorOptions, UidTaken, UnknownInstance
 
 log = logging.getLogger("modelport.runtime")
 
@@ -61,7 +61,11 @@ def install(app: FastAPI) -> None:
         builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
     )
     runtime = Supervisor(
-        settings=settings, catalog=catalog, routes=state.routes, sessions=state.sessions
+        settings=settings,
+        catalog=catalog,
+        routes=state.routes,
+        sessions=state.sessions,
+        options=SupervisorOptions(worker_env=state.image_links.worker_env()),
     )
     state.catalog = catalog
     state.runtime = runtime

@@ -290,6 +290,7 @@ class Supervisor(Upkeep):
         for name in PASSTHROUGH_ENV:
             if name in os.environ:
                 env[name] = os.environ[name]
+        env.update(self.options.worker_env)
         env.pop(WORKER_SECRET_ENV, None)
         if self.options.worker_secret:
             env[WORKER_SECRET_ENV] = self.options.worker_secret

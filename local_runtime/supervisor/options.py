@@ -40,3 +40,5 @@ class SupervisorOptions:
     worker_host: str = "127.0.0.1"
     # a GPU node's cluster secret: its workers then refuse requests without it (worker.auth)
     worker_secret: str | None = field(default=None, repr=False)
+    # more environment for every worker (the gateway's image-link key and lifetime)
+    worker_env: dict[str, str] = field(default_factory=dict, repr=False)

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway.relay.images import links
 from local_runtime import sse
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
@@ -46,6 +47,8 @@ class WorkerSettings:
     max_upload_bytes: int = 25 * 2**20  # OpenAI's own limit for audio
     files_dir: str | None = None  # where response_format=url images go (gateway serves it)
     public_url: str = "http://127.0.0.1:3000"
+    link_key: str | None = field(default=None, repr=False)  # signs image links (gateway's)
+    link_ttl_s: float = 3600.0
     error_exit_grace_s: float = 10.0  # how long a failed load keeps /health readable
     engine_class: str | None = None  # "pkg.module:Class", overrides discovery
     secret: str | None = field(default=None, repr=False)  # a node's cluster secret (worker.auth)
@@ -56,7 +59,10 @@ class WorkerSettings:
             "files_dir": os.environ.get("MODELPORT_FILES_DIR") or None,
             "public_url": os.environ.get("MODELPORT_PUBLIC_URL", cls.public_url),
             "secret": os.environ.get(WORKER_SECRET_ENV) or None,
+            "link_key": os.environ.get(links.LINK_KEY_ENV) or None,
         }
+        if os.environ.get(links.LINK_TTL_ENV):
+            env["link_ttl_s"] = float(os.environ[links.LINK_TTL_ENV])
         if os.environ.get("MODELPORT_MAX_UPLOAD_BYTES"):
             env["max_upload_bytes"] = int(os.environ["MODELPORT_MAX_UPLOAD_BYTES"])
         env.update({k: v for k, v in overrides.items() if v is not None})
@@ -287,6 +293,8 @@ async def images(request: Request) -> Response:
             body,
             files_dir=state.settings.files_dir,
             public_url=state.settings.public_url,
+            link_key=state.settings.link_key,
+            link_ttl_s=state.settings.link_ttl_s,
             run=asyncio.to_thread,
         )
         return _respond(state, result)

@@ -3,14 +3,14 @@
 Audio arrives as multipart; the body is counted while it streams in so an oversized upload is
 refused with 413 before it is all on disk. Engines get a file path (faster-whisper, ffmpeg and
 friends want one). Images come back from engines as PNG bytes; the worker returns them inline
-(`b64_json`) or writes them where the gateway serves files (`url`).
+(`b64_json`) or writes them where the gateway serves files and returns a signed, expiring link
+(`url`; the scheme is `gateway.relay.images.links`).
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
+from gateway.relay.images import links
 from local_runtime.engines.base import EngineError
 
 
@@ -94,6 +95,8 @@ async def image_response(
     *,
     files_dir: str | None,
     public_url: str,
+    link_key: str | None,
+    link_ttl_s: float,
     run: Callable[[Callable[[], Any]], Awaitable[Any]],
 ) -> dict[str, Any]:
     """OpenAI's images response: b64_json by default (as for gpt-image-1), or url."""
@@ -101,15 +104,16 @@ async def image_response(
     if response_format == "b64_json":
         data = [{"b64_json": base64.b64encode(png).decode("ascii")} for png in images]
     elif response_format == "url":
-        if not files_dir:
+        if not files_dir or not link_key:
             raise EngineError(
-                "response_format=url needs the worker to know where files are served "
-                "(MODELPORT_FILES_DIR); ask for b64_json instead",
+                "response_format=url needs the worker to know where files are served and how "
+                f"to sign links (MODELPORT_FILES_DIR, {links.LINK_KEY_ENV}; a gateway's own "
+                "workers have both); ask for b64_json instead",
                 code="response_format",
             )
-        names = await run(lambda: [_write_image(Path(files_dir), png) for png in images])
-        base = public_url.rstrip("/")
-        data = [{"url": f"{base}/files/images/{name}"} for name in names]
+        folder = Path(files_dir) / "images"
+        names = await run(lambda: [_write_image(folder, png, link_ttl_s) for png in images])
+        data = [{"url": links.link(public_url, link_key, name)} for name in names]
     else:
         raise EngineError(
             f"response_format must be 'b64_json' or 'url', not {response_format!r}",
@@ -118,11 +122,10 @@ async def image_response(
     return {"created": int(time.time()), "data": data}
 
 
-def _write_image(files_dir: Path, png: bytes) -> str:
-    """Write under <files_dir>/images/ with an unguessable name (the URL is the only secret)."""
-    folder = files_dir / "images"
+def _write_image(folder: Path, png: bytes, ttl_s: float) -> str:
+    """Write under <files_dir>/images/ with an unguessable name that carries its expiry."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{secrets.token_urlsafe(24)}.png"
+    name = links.new_name(time.time(), ttl_s)
     tmp = folder / f".{name}.tmp"
     tmp.write_bytes(png)
     tmp.replace(folder / name)

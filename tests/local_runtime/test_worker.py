@@ -10,15 +10,18 @@ import base64
 import io
 import json
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from gateway.relay.images import links
 from tests.support.worker import WorkerProcess, spec_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LINK_KEY = "k" * 64
 
 
 def client_for(worker: WorkerProcess) -> openai.OpenAI:
@@ -42,7 +45,12 @@ def media_worker(tmp_path_factory):
             "capabilities": ["images", "transcriptions", "translations", "embeddings", "rerank"]
         },
     )
-    env = {"MODELPORT_FILES_DIR": str(files), "MODELPORT_PUBLIC_URL": "http://gw.example:3000"}
+    env = {
+        "MODELPORT_FILES_DIR": str(files),
+        "MODELPORT_PUBLIC_URL": "http://gw.example:3000",
+        links.LINK_KEY_ENV: LINK_KEY,
+        links.LINK_TTL_ENV: "600",
+    }
     with WorkerProcess(spec, extra_args=["--max-upload-bytes", "2000"], env=env) as w:
         w.files_dir = files
         yield w
@@ -209,14 +217,28 @@ def test_images_b64_json(media_worker):
     assert all(base64.b64decode(d.b64_json).startswith(PNG_MAGIC) for d in r.data)
 
 
-def test_images_url_written_under_files_dir(media_worker):
+def test_images_url_written_under_files_dir_and_signed(media_worker):
+    before = time.time()
     r = client_for(media_worker).images.generate(model="x", prompt="a cat", response_format="url")
-    url = r.data[0].url
+    url = httpx.URL(r.data[0].url)
     prefix = "http://gw.example:3000/files/images/"
-    assert url.startswith(prefix) and url.endswith(".png")
-    name = url[len(prefix) :]
-    assert len(name) > 30  # unguessable
+    assert str(url).startswith(prefix)
+    name = url.path.rsplit("/", 1)[1]
+    assert name.endswith(".png") and len(name) > 30  # unguessable
+    assert url.params["sig"] == links.signature(LINK_KEY, name)
+    assert before + 600 - 1 <= (links.expires_at(name) or 0) <= time.time() + 600
     assert (Path(media_worker.files_dir) / "images" / name).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_images_url_refused_without_a_signing_key(tmp_path):
+    env = {"MODELPORT_FILES_DIR": str(tmp_path), links.LINK_KEY_ENV: ""}
+    spec = spec_dict(uid="fake-img", model_type="image")
+    with WorkerProcess(spec, env=env) as w:
+        r = httpx.post(
+            f"{w.base_url}/v1/images/generations", json={"prompt": "x", "response_format": "url"}
+        )
+    assert r.status_code == 400
+    assert links.LINK_KEY_ENV in r.json()["error"]["message"]
 
 
 def test_images_bad_response_format(media_worker):

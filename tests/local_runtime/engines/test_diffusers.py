@@ -239,7 +239,11 @@ def image_worker(sd_path: str, tmp_path_factory: pytest.TempPathFactory):
     from tests.support.worker import WorkerProcess
 
     files = tmp_path_factory.mktemp("files")
-    env = {"MODELPORT_FILES_DIR": str(files), "MODELPORT_PUBLIC_URL": "http://files.test"}
+    env = {
+        "MODELPORT_FILES_DIR": str(files),
+        "MODELPORT_PUBLIC_URL": "http://files.test",
+        "MODELPORT_FILES_KEY": "k" * 64,
+    }
     with WorkerProcess(sd_spec(sd_path, max_size=256).model_dump(), env=env) as worker:
         worker.files_dir = files
         yield worker
@@ -266,7 +270,7 @@ def test_worker_generates_b64_and_url_images(image_worker) -> None:
     )
     url = linked.data[0].url
     assert url.startswith("http://files.test/files/images/")
-    saved = image_worker.files_dir / "images" / url.rsplit("/", 1)[1]
+    saved = image_worker.files_dir / "images" / url.split("?")[0].rsplit("/", 1)[1]
     assert saved.read_bytes() == pngs[0]
     health = image_worker.health()
     assert health["queued"] == 0 and health["job"] is None
