@@ -25,6 +25,7 @@ from admin_ui.routes import (
     logs,
     models,
     playground,
+    prices,
     tokens,
 )
 from admin_ui.sessions import SessionStore
@@ -57,7 +58,7 @@ def install(app: FastAPI) -> None:
     app.state.admin_session_check = auth.api_session_check
 
     app.include_router(login.router, prefix="/ui", include_in_schema=False)
-    for page in (dashboard, channels, tokens, models, logs, fastgpt, playground):
+    for page in (dashboard, channels, tokens, models, prices, logs, fastgpt, playground):
         app.include_router(
             page.router,
             prefix="/ui",

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from gateway import __version__
 from gateway.admin_api import channels as admin_channels
 from gateway.admin_api import logs as admin_logs
+from gateway.admin_api import prices as admin_prices
 from gateway.admin_api import status as admin_status
 from gateway.admin_api import tokens as admin_tokens
 from gateway.auth.guard import Guards
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for upstream in upstreams.values():
         if hasattr(upstream, "max_response_bytes"):
             upstream.max_response_bytes = settings.max_response_bytes
-    prices = PriceBook()
+    prices = PriceBook(routes=routes)
     usage = UsageWriter(
         sessions, interval=settings.usage_flush_interval_s, batch_size=settings.usage_batch_size
     )
@@ -222,7 +223,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     api = APIRouter(prefix="/api")
     api.include_router(admin_status.router)
-    for r in (admin_channels.router, admin_tokens.router, admin_logs.router, rotation.router):
+    for r in (
+        admin_channels.router,
+        admin_tokens.router,
+        admin_logs.router,
+        admin_prices.prices_router,
+        admin_prices.options_router,
+        rotation.router,
+    ):
         api.include_router(r, dependencies=[Depends(require_admin)])
     api.add_api_route(
         "/health/circuits",

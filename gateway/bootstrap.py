@@ -85,7 +85,7 @@ async def ensure_channels(session: AsyncSession, settings: Settings, box: Secret
 
 
 async def load_prices(session: AsyncSession, settings: Settings) -> dict[str, Price]:
-    prices = {m: Price(p.input, p.output) for m, p in settings.prices.items()}
+    prices = {m: Price(p.input, p.output, "config") for m, p in settings.prices.items()}
     for row in (await session.exec(select(ModelPrice))).all():
-        prices[row.model] = Price(row.input, row.output)
+        prices[row.model] = Price(row.input, row.output, "admin")
     return prices

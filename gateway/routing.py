@@ -30,6 +30,7 @@ class RouteTable:
         self._remote: list[tuple[set[str], list[str], Endpoint]] = []
         self._local: dict[str, list[Endpoint]] = {}
         self._table = _Table()
+        self.generation = 0  # moves on every rebuild: derived caches (default prices) refresh
 
     # --- updates ---------------------------------------------------------------------------
     def set_remote(self, entries: list[tuple[set[str], list[str], Endpoint]]) -> None:
@@ -67,6 +68,7 @@ class RouteTable:
                 by_priority[ep.priority].append(ep)
             tiers[key] = [by_priority[p] for p in sorted(by_priority, reverse=True)]
         self._table = _Table(tiers=tiers, models_by_group=dict(models_by_group))
+        self.generation += 1
 
     # --- reads -----------------------------------------------------------------------------
     def tiers(self, group: str, model: str) -> list[list[Endpoint]]:
@@ -79,6 +81,14 @@ class RouteTable:
 
     def local_uids(self) -> set[str]:
         return set(self._local)
+
+    def remote_models(self) -> dict[str, set[str]]:
+        """Every model a remote channel serves -> the names its channels send upstream."""
+        found: dict[str, set[str]] = defaultdict(set)
+        for _, models, ep in self._remote:
+            for m in models:
+                found[m].add(ep.upstream_model(m))
+        return dict(found)
 
 
 def weighted_order(tier: list[Endpoint], rng: random.Random | None = None) -> list[Endpoint]:
