@@ -43,6 +43,7 @@ def endpoint_for(ch: Channel, box: SecretBox, settings: Settings) -> Endpoint:
         priority=ch.priority,
         weight=ch.weight,
         model_mapping=orjson.loads(ch.model_mapping or "{}"),
+        model_types=orjson.loads(ch.model_types or "{}"),
         config=config,
         timeouts=timeouts_for(settings, config),
     )

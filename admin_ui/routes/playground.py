@@ -70,7 +70,7 @@ async def page(request: Request, session: UserDep) -> Response:
     served = served_models(request.app.state.models)
     by_type: dict[str, list[str]] = {}
     for m in served:
-        by_type.setdefault(m.type, []).append(m.id)
+        by_type.setdefault(m.kind, []).append(m.id)
     return render(
         request,
         "playground.html",

@@ -29,7 +29,7 @@ def example_models() -> list[ServedModel]:
     return [
         ServedModel(
             id="qwen-chat",
-            type="llm",
+            kind="chat",
             source="local",
             display_name="Qwen2.5 7B Instruct",
             abilities=["chat", "tools"],
@@ -38,19 +38,24 @@ def example_models() -> list[ServedModel]:
         ),
         ServedModel(
             id="bge-m3",
-            type="embedding",
+            kind="embedding",
             source="local",
             dimensions=1024,
             max_input_tokens=8192,
         ),
         ServedModel(
             id="bge-reranker",
-            type="rerank",
+            kind="rerank",
             source="local",
             display_name="bge-reranker-v2-m3",
             max_input_tokens=8192,
         ),
-        ServedModel(id="whisper", type="audio", source="local", display_name="whisper-large-v3"),
+        ServedModel(
+            id="whisper",
+            kind="audio_transcription",
+            source="local",
+            display_name="whisper-large-v3",
+        ),
     ]
 
 

@@ -108,7 +108,7 @@ def build_config_json(
         the user's systemEnv is left as it is.
     """
     root = gateway_root(base_url)
-    pairs = exportable(models)
+    pairs = exportable(models, overrides)
     kinds = {m.id: kind for m, kind in pairs}
     applied = check_overrides(overrides or {}, kinds, "config")
 

@@ -18,9 +18,12 @@ choose models for features and bill comes from here. The rules, and why:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast, get_args
 
 from gateway.export.fastgpt_types import ModelType
-from gateway.model_info import ServedModel
+from gateway.model_info import ModelKind, ServedModel
+
+FASTGPT_TYPES: tuple[str, ...] = get_args(ModelType)
 
 DEFAULT_CONTEXT = 4096
 DEFAULT_EMBEDDING_MAX_TOKENS = 512
@@ -30,14 +33,13 @@ MAX_TEMPERATURE = 1.2  # FastGPT's default; the OpenAI API accepts up to 2
 # for 1536 dimensions (OpenAI's `dimensions`, which Matryoshka models honour).
 FASTGPT_MAX_DIMENSIONS = 1536
 
-# A served model's FastGPT type. "audio" is Xinference's word for speech-to-text; "image" models
-# have no place in FastGPT.
-_KINDS: dict[str, ModelType] = {
-    "llm": "llm",
+# A served model's FastGPT type, by kind; image generation has no place in FastGPT.
+_KINDS: dict[ModelKind, ModelType] = {
+    "chat": "llm",
     "embedding": "embedding",
     "rerank": "rerank",
-    "audio": "stt",
-    "tts": "tts",
+    "audio_transcription": "stt",
+    "audio_speech": "tts",
 }
 
 # Substrings of model ids (lower-case) to FastGPT provider ids (the 4.8.19 list), first match wins.
@@ -51,7 +53,10 @@ _PROVIDER_HINTS: tuple[tuple[str, str], ...] = (
     ("o1", "OpenAI"), ("o3", "OpenAI"), ("o4", "OpenAI"),
 )  # fmt: skip
 
-# OpenAI's voices: what OpenAI-compatible speech servers accept when a model declares none.
+# OpenAI's voices: what OpenAI-compatible speech servers accept when a model declares none. Every
+# OpenAI speech model takes these six (openai/openai-openapi openapi.yaml, CreateSpeechRequest
+# `voice`: "alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, shimmer, verse, ..."; tts-1
+# lacks ballad and verse).
 DEFAULT_VOICES: tuple[str, ...] = ("alloy", "echo", "fable", "onyx", "nova", "shimmer")
 
 
@@ -75,13 +80,16 @@ class Prices:
         return bool(self.input or self.output)
 
 
-def fastgpt_type(model: ServedModel) -> ModelType | None:
+def fastgpt_type(model: ServedModel, override: object = None) -> ModelType | None:
     """The FastGPT model type, or None when FastGPT has no use for the model.
 
-    LLMs that declare abilities but not "chat" (completion-only models) are left out: FastGPT only
-    calls /v1/chat/completions. An LLM with no abilities at all is assumed to chat (channel models
-    of unknown names)."""
-    kind = _KINDS.get(model.type)
+    `override` is the admin's `type` from the FastGPT overrides, which wins when it is one of
+    FastGPT's types. LLMs that declare abilities but not "chat" (completion-only models) are left
+    out: FastGPT only calls /v1/chat/completions. An LLM with no abilities at all is assumed to
+    chat (channel models)."""
+    if override in FASTGPT_TYPES:
+        return cast(ModelType, override)
+    kind = _KINDS.get(model.kind)
     if kind == "llm" and model.abilities and "chat" not in model.abilities:
         return None
     return kind
@@ -128,7 +136,7 @@ def _number(value: float) -> float | int:
 def prices(model: ServedModel) -> Prices:
     per_1k_in = model.input_price / 1000
     per_1k_out = model.output_price / 1000
-    blended = (per_1k_in + per_1k_out) / 2 if model.type == "llm" else per_1k_in
+    blended = (per_1k_in + per_1k_out) / 2 if model.kind == "chat" else per_1k_in
     return Prices(_number(blended), _number(per_1k_in), _number(per_1k_out))
 
 

@@ -52,7 +52,10 @@ REQUEST_PATHS: dict[ModelType, str] = {
     "tts": "/v1/audio/speech",
     "stt": "/v1/audio/transcriptions",
 }
-_IDENTITY_KEYS = frozenset({"model", "type"})
+# The model id comes from the gateway; `type` is the admin's correction of the model's kind (it
+# picks the list, so it is consumed by `exportable`, not copied onto entries).
+_IDENTITY_KEYS = frozenset({"model"})
+TYPE_KEY = "type"
 
 
 def gateway_root(base_url: str) -> str:
@@ -67,15 +70,19 @@ def era_types(era: Era, kind: ModelType) -> tuple[type[BaseModel], ...]:
     return WHISPER_TYPES if kind == "stt" else CONFIG_LIST_TYPES[CONFIG_KEYS[kind]]
 
 
-def exportable(models: Iterable[ServedModel]) -> list[tuple[ServedModel, ModelType]]:
-    """Models FastGPT can use with their type, primary LLM first (FastGPT defaults to the first
-    entry of a list), otherwise in the given order; a model id listed twice keeps its first."""
+def exportable(
+    models: Iterable[ServedModel], overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[ServedModel, ModelType]]:
+    """Models FastGPT can use with their type (an override's `type` first, else from the model's
+    kind), primary LLM first (FastGPT defaults to the first entry of a list), otherwise in the
+    given order; a model id listed twice keeps its first."""
     out: list[tuple[ServedModel, ModelType]] = []
     seen: set[str] = set()
     for m in models:
-        kind = d.fastgpt_type(m)
+        override = (overrides or {}).get(m.id)
+        kind = d.fastgpt_type(m, override.get(TYPE_KEY) if isinstance(override, Mapping) else None)
         if kind is None:
-            log.debug("FastGPT export skips %s (type %s)", m.id, m.type)
+            log.debug("FastGPT export skips %s (kind %s)", m.id, m.kind)
         elif m.id not in seen:
             seen.add(m.id)
             out.append((m, kind))
@@ -137,8 +144,9 @@ def _embedding(m: ServedModel) -> dict[str, Any]:
 
 
 def _voices(m: ServedModel, era: Era) -> list[dict[str, str]]:
+    """The model's own voices (a local TTS engine lists them), else OpenAI's."""
     voices = []
-    for v in d.DEFAULT_VOICES:
+    for v in m.voices or d.DEFAULT_VOICES:
         voice = {"label": v.capitalize(), "value": v}
         if era == "config":
             voice["bufferId"] = f"{m.id}-{v}"  # FastGPT caches synthesized audio under this id
@@ -195,16 +203,20 @@ def check_overrides(
             continue
         if not isinstance(values, Mapping):
             raise FastGPTExportError(f"override for {model_id!r} must be a mapping of keys")
-        this_era = known_fields(era_types(era, kind)) - _IDENTITY_KEYS
+        this_era = known_fields(era_types(era, kind)) - _IDENTITY_KEYS - {TYPE_KEY}
         other: Era = "models" if era == "config" else "config"
-        any_era = this_era | known_fields(era_types(other, kind))
-        fixed = _IDENTITY_KEYS & set(values)
-        if fixed:
+        any_era = this_era | known_fields(era_types(other, kind)) - {TYPE_KEY}
+        if _IDENTITY_KEYS & set(values):
             raise FastGPTExportError(
-                f"override for {model_id!r} sets {sorted(fixed)}: the model id and type come from "
-                "the gateway and cannot be overridden"
+                f"override for {model_id!r} sets 'model': the model id comes from the gateway "
+                "and cannot be overridden"
             )
-        unknown = sorted(set(values) - any_era)
+        if TYPE_KEY in values and values[TYPE_KEY] not in d.FASTGPT_TYPES:
+            raise FastGPTExportError(
+                f"override for {model_id!r} sets type {values[TYPE_KEY]!r}: use one of "
+                f"{', '.join(d.FASTGPT_TYPES)}"
+            )
+        unknown = sorted(set(values) - any_era - {TYPE_KEY})
         if unknown:
             raise FastGPTExportError(
                 f"override for {model_id!r} has unknown key(s) {unknown}; FastGPT's {kind} "

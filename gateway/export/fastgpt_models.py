@@ -41,7 +41,7 @@ def build_model_config(
     gateway. Overrides (per model id, metadata keys) are applied last.
     """
     root = gateway_root(base_url)
-    pairs = exportable(models)
+    pairs = exportable(models, overrides)
     kinds = {m.id: kind for m, kind in pairs}
     applied = check_overrides(overrides or {}, kinds, "models")
 

@@ -10,7 +10,10 @@ is validated here against the TypeScript types FastGPT declares
 - `V4819*` (4.8.19, the last `config.json` era): `provider` required, `PriceType` prices optional.
   Extra keys are forbidden, so an export holds nothing FastGPT does not declare.
 - `*Metadata` (>= 4.8.20): the `{model, metadata}` documents of the `system_models` collection,
-  including the newer optional keys up to 4.12 (FastGPT ignores the ones it does not know).
+  with the optional keys FastGPT 4.8.20 .. 4.12 declares (`showTopP`, `responseFormatList`,
+  `showStopSign`, `reasoning`, `normalization`, `isDefaultDataset*Model`, ...). Keys FastGPT
+  never declared in those versions (`reasoningSwitch`, an embedding `batchSize`) are not here,
+  so an override cannot claim them.
 
 `config.json` exports must pass both `Legacy*` and `V4819*`, so one file serves 4.7 .. 4.8.19.
 """
@@ -211,7 +214,6 @@ class LLMMetadata(_BaseMetadata):
     censor: StrictBool | None = None
     vision: StrictBool | None = None
     reasoning: StrictBool | None = None
-    reasoningSwitch: StrictBool | None = None
     datasetProcess: StrictBool | None = None
     usedInClassify: StrictBool | None = None
     usedInExtractFields: StrictBool | None = None
@@ -233,7 +235,6 @@ class EmbeddingMetadata(_BaseMetadata):
     weight: Number | None = None  # required by the type, defaulted by FastGPT's loader
     hidden: StrictBool | None = None
     normalization: StrictBool | None = None
-    batchSize: StrictInt | None = None  # 4.12
     defaultConfig: dict[str, Any] | None = None
     dbConfig: dict[str, Any] | None = None
     queryConfig: dict[str, Any] | None = None

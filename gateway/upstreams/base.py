@@ -53,6 +53,7 @@ class Endpoint:
     priority: int = 0
     weight: int = 1
     model_mapping: dict[str, str] = field(default_factory=dict)
+    model_types: dict[str, str] = field(default_factory=dict)  # the admin's kind per model
     config: dict[str, Any] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Awaited before sending (local workers: load an unloaded model and wait until it is ready).

@@ -29,6 +29,7 @@ from gateway.cluster.secret import WORKER_SECRET_ENV
 from gateway.db.crud import instances as crud
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.model_info import ServedModel
+from gateway.model_kinds import local_kind
 from gateway.routing import RouteTable
 from gateway.settings import Settings
 from gateway.upstreams.base import Endpoint, UpstreamUnavailable
@@ -161,7 +162,7 @@ class Supervisor(Upkeep):
             family = self.catalog.get(r.model_name)
             out[uid] = ServedModel(
                 id=uid,
-                type=r.model_type,
+                kind=local_kind(r.model_type, r.abilities),
                 source="local",
                 display_name=r.model_name,
                 abilities=list(r.abilities),
@@ -169,6 +170,11 @@ class Supervisor(Upkeep):
                 dimensions=r.dimensions,
                 max_input_tokens=r.max_tokens,
                 languages=list(family.languages) if family else [],
+                engine=r.engine,
+                model_format=r.model_format,
+                model_family=(family.model_family if family else None) or r.model_name,
+                model_size_in_billions=r.model_size_in_billions,
+                quantization=r.quantization,
             )
         return out
 

@@ -1,7 +1,10 @@
-"""What `/v1/models` lists: every model the caller may use, local ones with their metadata.
+"""What `/v1/models` lists: every model the caller may use, each described fully.
 
-Local UIDs carry Xinference's describe fields (model_type, model_ability, context_length, ...), so
-Xinference clients listing models through modelport see what they expect.
+Every entry carries Xinference's describe fields (`model_type`, `model_name`, `model_ability`,
+and for local UIDs `model_format`, `model_family`, `model_size_in_billions`, `quantization`), so
+`xinference-client`'s `get_model`, Dify's Xinference credential check and New API's Xinference
+channel work against channel models too: the client picks its handle from `model_type` and
+`model_ability` and raises KeyError when they are missing.
 
 The directory also says why a launched model has no endpoint (`not_ready`): a UID still loading
 (first launch, restore after a restart, reload) or failed gets a 503 with Retry-After rather than
@@ -17,16 +20,28 @@ from typing import Any
 
 from gateway.auth.tokens import Caller
 from gateway.errors import ModelNotReady
-from gateway.model_info import PendingModel, ServedModel
+from gateway.model_info import ModelKind, PendingModel, ServedModel
+from gateway.model_kinds import channel_kind
 from gateway.relay.service import RelayService
+from gateway.upstreams import litellm_table
 
-XINFERENCE_TYPES = {
-    "llm": "LLM",
+# Xinference's `model_type` per kind (xinference/model/*/core.py `to_dict`).
+XINFERENCE_TYPES: dict[ModelKind, str] = {
+    "chat": "LLM",
     "embedding": "embedding",
     "rerank": "rerank",
-    "audio": "audio",
-    "image": "image",
-    "tts": "audio",
+    "audio_transcription": "audio",
+    "audio_speech": "audio",
+    "image_generation": "image",
+}
+# Xinference's `model_ability` words for models that declare none of their own.
+DEFAULT_ABILITIES: dict[ModelKind, list[str]] = {
+    "chat": ["chat"],
+    "embedding": ["text-embedding"],
+    "rerank": ["rerank"],
+    "audio_transcription": ["audio2text"],
+    "audio_speech": ["text2audio"],
+    "image_generation": ["text2image"],
 }
 LOADING_RETRY_AFTER_S = 5
 
@@ -74,25 +89,52 @@ class ModelDirectory:
         local = self.local()
         out = []
         for mid in sorted(self.relay.allowed_models(caller)):
-            out.append(local.get(mid) or ServedModel(id=mid, source="channel"))
+            out.append(local.get(mid) or self._channel_model(mid, caller.group))
         return out
 
+    def _channel_model(self, model: str, group: str) -> ServedModel:
+        """A channel model: its kind from the first channel (highest priority) that routes it."""
+        tiers = self.relay.dispatcher.routes.tiers(group, model)
+        endpoint = next((ep for tier in tiers for ep in tier), None)
+        upstream = endpoint.upstream_model(model) if endpoint else model
+        kind = channel_kind(model, upstream, endpoint.model_types if endpoint else {})
+        entry = litellm_table.lookup(model) or litellm_table.lookup(upstream)
+        return ServedModel(
+            id=model,
+            kind=kind,
+            source="channel",
+            context_length=entry.max_input_tokens if entry else None,
+            max_output_tokens=entry.max_output_tokens if entry else None,
+        )
+
     def entry(self, m: ServedModel) -> dict[str, Any]:
+        """OpenAI's model object plus Xinference's description (restful_client `get_model`)."""
         item: dict[str, Any] = {
             "id": m.id,
             "object": "model",
             "created": self.created,
             "owned_by": m.owned_by,
+            "model_type": XINFERENCE_TYPES[m.kind],
+            "model_name": m.display_name or m.id,
+            "model_ability": m.abilities or DEFAULT_ABILITIES[m.kind],
+            "model_lang": m.languages,
+            "context_length": m.context_length,
+            "kind": m.kind,
+            "source": m.source,
         }
+        if m.kind == "embedding":
+            item["dimensions"] = m.dimensions
+            item["max_tokens"] = m.max_input_tokens
+        if m.kind == "audio_speech":
+            item["voices"] = m.voices
         if m.source == "local":
             item.update(
                 {
-                    "model_type": XINFERENCE_TYPES.get(m.type, m.type),
-                    "model_name": m.display_name or m.id,
-                    "model_ability": m.abilities,
-                    "context_length": m.context_length,
-                    "dimensions": m.dimensions,
-                    "max_tokens": m.max_input_tokens,
+                    "model_format": m.model_format,
+                    "model_family": m.model_family or m.display_name or m.id,
+                    "model_size_in_billions": m.model_size_in_billions,
+                    "quantization": m.quantization,
+                    "model_engine": m.engine,
                 }
             )
         return item

@@ -175,10 +175,14 @@ def test_unknown_override_key_is_refused_with_the_known_keys():
     assert "'qwen-chat'" in message and "maxContex" in message and "maxContext" in message
 
 
-@pytest.mark.parametrize("key", ["model", "type"])
-def test_identity_keys_cannot_be_overridden(key):
+def test_the_model_id_cannot_be_overridden():
     with pytest.raises(FastGPTExportError, match="cannot be overridden"):
-        build(overrides={"qwen-chat": {key: "other"}})
+        build(overrides={"qwen-chat": {"model": "other"}})
+
+
+def test_an_override_type_must_be_one_of_fastgpts():
+    with pytest.raises(FastGPTExportError, match="use one of llm, embedding, rerank, tts, stt"):
+        build(overrides={"qwen-chat": {"type": "other"}})
 
 
 def test_override_of_the_wrong_type_is_refused():
@@ -265,7 +269,7 @@ def test_merge_keeps_everything_else_of_a_json5_file():
 
 def test_merge_keeps_the_users_whisper_model_when_we_serve_none():
     existing = load_user_config(USER_CONFIG)
-    models = [m for m in seed_models() if m.type == "llm"]
+    models = [m for m in seed_models() if m.kind == "chat"]
     cfg = build(models, existing=existing)
     assert cfg["whisperModel"] == existing["whisperModel"]
     assert cfg["vectorModels"] == existing["vectorModels"]
@@ -309,7 +313,7 @@ def test_dump_writes_plain_json(tmp_path):
 
 
 def test_no_chat_model_still_gives_a_complete_file():
-    models = [ServedModel(id="bge-m3", type="embedding", dimensions=1024)]
+    models = [ServedModel(id="bge-m3", kind="embedding", dimensions=1024)]
     cfg = build(models)
     assert cfg["llmModels"] == []
     assert [e["model"] for e in cfg["vectorModels"]] == ["bge-m3"]
