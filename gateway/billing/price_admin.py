@@ -59,7 +59,7 @@ def completion_ratio(price: Price) -> float:
 
 
 def _public(model: str, price: Price, served: str) -> PricePublic:
-    entry = litellm_table.lookup(model) if price.source == "litellm" else None
+    entry = litellm_table.lookup(model, loose=False) if price.source == "litellm" else None
     return PricePublic(
         model=model,
         input=price.input,
@@ -156,9 +156,9 @@ async def apply_model_ratio(session: AsyncSession, book: PriceBook, mapping: obj
         current = book.get(model)
         if _same(model_ratio(current), ratio):
             continue
-        price = 2 * ratio
+        usd_in = 2 * ratio
         await _put(
-            session, PriceIn(model=model, input=price, output=price * completion_ratio(current))
+            session, PriceIn(model=model, input=usd_in, output=usd_in * completion_ratio(current))
         )
     for model, price in book.all().items():
         if model in ratios:

@@ -57,17 +57,17 @@ def per_million(usd_per_token: float | None) -> float:
 
 def default_price(model: str) -> Price | None:
     """litellm's price for `model`, or None when its table has no per-token price for it
-    (unknown models, and those priced per second, character or image)."""
-    entry = litellm_table.lookup(model)
-    if entry is None or (
-        entry.input_cost_per_token is None and entry.output_cost_per_token is None
-    ):
+    (unknown models, those priced per second, character or image, and rows priced 0 such as
+    `ollama/llama3`: free either way, and "litellm" would wrongly name a source)."""
+    entry = litellm_table.lookup(model, loose=False)
+    if entry is None:
         return None
-    return Price(
+    price = Price(
         per_million(entry.input_cost_per_token),
         per_million(entry.output_cost_per_token),
         source="litellm",
     )
+    return None if price.free else price
 
 
 class RemoteModels(Protocol):

@@ -8,9 +8,10 @@ parsed once per process into a compact index; `lookup` is memoised, so a request
 Without litellm installed (it is the optional `providers` extra) every lookup answers None.
 
 Names are matched the way people write them in channels: exactly, then case-insensitively, then
-without a provider prefix (`openai/gpt-4o` -> `gpt-4o`), then by the last path segment of the
-table's own provider-prefixed keys (`bge-reranker-v2-m3` -> `novita/baai/bge-reranker-v2-m3`,
-the first such key in file order). `Entry.key` says which table row answered.
+without a provider prefix (`openai/gpt-4o` -> `gpt-4o`), then (unless `loose=False`) by the last
+path segment of the table's own provider-prefixed keys (`bge-reranker-v2-m3` ->
+`novita/baai/bge-reranker-v2-m3`, the first such key in file order). `Entry.key` says which
+table row answered.
 """
 
 from __future__ import annotations
@@ -119,8 +120,12 @@ def _index() -> _Index:
 
 
 @functools.lru_cache(maxsize=8192)
-def lookup(model: str) -> Entry | None:
-    """The table row for `model`, or None when litellm does not know it."""
+def lookup(model: str, *, loose: bool = True) -> Entry | None:
+    """The table row for `model`, or None when litellm does not know it.
+
+    `loose=False` skips the last-segment match: good enough to tell what kind of model a name
+    is, but it finds some hosting provider's row (`deepinfra/Qwen/...`), not a price the
+    admin's own upstream charges, so default prices use direct matches only."""
     index = _index()
     name = model.strip()
     if not name:
@@ -134,7 +139,7 @@ def lookup(model: str) -> Entry | None:
         found = index.exact.get(rest) or index.folded.get(rest.lower())
         if found is not None:
             return found
-    return index.tail.get(name.rsplit("/", 1)[-1].lower())
+    return index.tail.get(name.rsplit("/", 1)[-1].lower()) if loose else None
 
 
 def warm() -> int:

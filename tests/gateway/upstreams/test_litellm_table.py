@@ -33,6 +33,9 @@ def test_names_as_channels_write_them() -> None:
         and rerank.mode == "rerank"
         and rerank.key.endswith("/bge-reranker-v2-m3")
     )
+    # a last-segment match names some hosting provider's row: kinds use it, prices do not
+    assert lookup("bge-reranker-v2-m3", loose=False) is None
+    assert lookup("openai/gpt-4o", loose=False).key == "gpt-4o"  # type: ignore[union-attr]
     assert lookup("my-local-finetune-7b") is None
     assert lookup("  ") is None
     assert lookup("sample_spec") is None
