@@ -14,6 +14,10 @@ from gateway.settings import Settings
 from gateway.upstreams.base import Endpoint, Timeouts
 from gateway.upstreams.registry import channel_type
 
+# One API's middleware/distributor.go: a channel's `other` is the API version of these types
+# (Azure, Gemini) unless its config names one.
+OTHER_IS_API_VERSION = frozenset({3, 24})
+
 
 def timeouts_for(settings: Settings, config: dict[str, object]) -> Timeouts:
     def pick(name: str, default: float) -> float:
@@ -32,6 +36,8 @@ def endpoint_for(ch: Channel, box: SecretBox, settings: Settings) -> Endpoint:
     ct = channel_type(ch.type)
     config = orjson.loads(ch.config or "{}")
     config.setdefault("stream_usage", ct.stream_usage)
+    if ch.other and ch.type in OTHER_IS_API_VERSION and not config.get("api_version"):
+        config["api_version"] = ch.other
     if ct.provider:
         config.setdefault("provider", ct.provider)
     return Endpoint(

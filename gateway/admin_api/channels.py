@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import asdict
 from typing import Any
 
-import orjson
+import httpx
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from gateway.admin_api.envelope import fail, int_param, ok
+from gateway.admin_api import channel_checks as checks
+from gateway.admin_api.envelope import fail, ok, page_params
 from gateway.admin_api.envelope import first_error as _first_error
 from gateway.admin_api.envelope import json_body as _json
-from gateway.channel_routes import endpoint_for
-from gateway.channel_test import guess_type, run_test
 from gateway.db.crud import channels as crud
-from gateway.db.models import ChannelCreate, ChannelUpdate, split_csv
-from gateway.db.tables import Channel
+from gateway.db.models import ChannelCreate, ChannelUpdate
+from gateway.db.tables import Channel, ChannelStatus
 from gateway.deps import SessionDep
 from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channel")
 
-
-def _page(request: Request) -> tuple[int, int]:
-    return int_param(request, "p", 0), int_param(request, "page_size", 50, lo=1, hi=500)
+# One API's model list entries (controller/model.go OpenAIModels): `created` is its fixed date.
+MODEL_CREATED = 1626777600
 
 
 @router.get("/")
 async def list_channels(request: Request, session: SessionDep) -> dict[str, Any]:
-    p, size = _page(request)
+    p, size = page_params(request)
     rows, total = await crud.list_channels(
         session, page=p, page_size=size, keyword=request.query_params.get("keyword", "")
     )
@@ -63,39 +61,89 @@ async def channel_types() -> dict[str, Any]:
 
 @router.get("/models")
 async def channel_models(request: Request) -> dict[str, Any]:
-    return ok(sorted(request.app.state.routes.models("default")))
+    """Every model the default group reaches, as One API's `{id, object, created, owned_by}`
+    entries (controller/model.go ListAllModels), which its channel form reads by `id`."""
+    return ok(
+        [
+            {"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "modelport"}
+            for m in sorted(request.app.state.routes.models("default"))
+        ]
+    )
+
+
+@router.get("/test")
+async def test_all_channels(request: Request) -> dict[str, Any]:
+    scope = request.query_params.get("scope") or "all"
+    if scope not in ("all", "disabled"):
+        return fail(f"scope must be all or disabled, got {scope!r}")
+    results = await checks.test_channels(request.app.state, scope)
+    failed = sum(not c.success for c in results)
+    return ok(
+        [asdict(c) for c in results],
+        message=f"{len(results)} channels tested, {failed} failed",
+    )
 
 
 @router.get("/test/{channel_id}")
 async def test_channel(channel_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
-    state = request.app.state
     ch = await session.get(Channel, channel_id)
     if ch is None or ch.builtin:
         return fail(f"channel {channel_id} does not exist")
-    models = split_csv(ch.models)
-    model = request.query_params.get("model") or (models[0] if models else "")
-    if not model:
-        return fail("the channel lists no models: add one, or pass ?model=")
-    config = orjson.loads(ch.config or "{}")
-    type_ = guess_type(model, config.get("model_types"))
-    ep = endpoint_for(ch, state.box, state.settings)
-    result = await run_test(state.upstreams[ep.kind], ep, model, type_)
-    await crud.set_channel_fields(
-        session,
-        channel_id=channel_id,
-        test_time=int(time.time()),
-        response_time=int(result.seconds * 1000),
-        last_error=result.message[:500],
-    )
-    if result.success:
-        state.health.success(ep.id)
+    check = await checks.test_channel(request.app.state, ch, request.query_params.get("model", ""))
     return {
-        "success": result.success,
-        "message": result.message,
-        "time": round(result.seconds, 3),
-        "modelName": model,
-        "type": type_,
+        "success": check.success,
+        "message": check.message,
+        "time": check.time,
+        "modelName": check.model,
+        "type": check.type,
     }
+
+
+@router.get("/update_balance")
+async def update_all_balances(request: Request, session: SessionDep) -> dict[str, Any]:
+    """Every enabled channel whose type has a balance API; the answer lists each balance."""
+    rows = [
+        c
+        for c in await crud.all_channels(session)
+        if c.status == ChannelStatus.ENABLED and not c.builtin
+    ]
+    data: list[dict[str, Any]] = []
+    for ch in rows:
+        try:
+            data.append(
+                {"id": ch.id, "balance": await checks.update_balance(request.app.state, ch)}
+            )
+        except checks.BalanceUnsupported:
+            continue
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            data.append({"id": ch.id, "error": str(exc)})
+    return ok(data)
+
+
+@router.get("/update_balance/{channel_id}")
+async def update_channel_balance(
+    channel_id: int, request: Request, session: SessionDep
+) -> dict[str, Any]:
+    """One API's answer: `{success, message, balance}` (controller/channel-billing.go)."""
+    ch = await session.get(Channel, channel_id)
+    if ch is None or ch.builtin:
+        return fail(f"channel {channel_id} does not exist")
+    try:
+        balance = await checks.update_balance(request.app.state, ch)
+    except checks.BalanceUnsupported as exc:
+        return fail(str(exc))
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return fail(f"the balance query failed: {exc}")
+    return {"success": True, "message": "", "balance": balance}
+
+
+@router.delete("/disabled")
+async def delete_disabled_channels(request: Request, session: SessionDep) -> dict[str, Any]:
+    """Deletes manually and automatically disabled channels; `data` is how many."""
+    count = await crud.delete_disabled_channels(session)
+    if count:
+        await request.app.state.reload_routes()
+    return ok(count)
 
 
 @router.get("/{channel_id}")

@@ -35,7 +35,20 @@ def first_error(exc: ValidationError) -> str:
     return f"{loc}: {e.get('msg')}" if loc else str(e.get("msg"))
 
 
-def int_param(request: Request, name: str, default: int, *, lo: int = 0, hi: int = 10**9) -> int:
+# One API's bounds: ids are Go ints in INT columns, timestamps int64 unix seconds
+# (controller/log.go parses them with strconv.ParseInt(s, 10, 64)).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+# One API's config.ItemsPerPage: its web pages ask for `p` without `page_size` and count on 10 rows.
+ITEMS_PER_PAGE = 10
+MAX_PAGE_SIZE = 500
+MAX_PAGE = 10**9  # p * page_size stays far inside int64 offsets
+
+
+def int_param(
+    request: Request, name: str, default: int, *, lo: int = 0, hi: int = INT64_MAX
+) -> int:
+    """A clamped integer query parameter; a non-integer is a 400 naming it."""
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
@@ -43,3 +56,11 @@ def int_param(request: Request, name: str, default: int, *, lo: int = 0, hi: int
         return min(max(int(raw), lo), hi)
     except ValueError as exc:
         raise InvalidRequest(f"query parameter {name} must be an integer, got {raw!r}") from exc
+
+
+def page_params(request: Request) -> tuple[int, int]:
+    """One API's `p` (0-based page) and `page_size` (default ItemsPerPage, as its frontend expects)."""
+    return (
+        int_param(request, "p", 0, hi=MAX_PAGE),
+        int_param(request, "page_size", ITEMS_PER_PAGE, lo=1, hi=MAX_PAGE_SIZE),
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from gateway.admin_api.envelope import fail, first_error, int_param, json_body, ok
+from gateway.admin_api.envelope import fail, first_error, json_body, ok, page_params
 from gateway.db.crud import tokens as crud
 from gateway.db.models import TokenCreate, TokenCreated, TokenUpdate
 from gateway.db.tables import Token
@@ -18,12 +18,9 @@ router = APIRouter(prefix="/token")
 
 @router.get("/")
 async def list_tokens(request: Request, session: SessionDep) -> dict[str, Any]:
-    q = request.query_params
+    p, size = page_params(request)
     rows, total = await crud.list_tokens(
-        session,
-        page=int_param(request, "p", 0),
-        page_size=int_param(request, "page_size", 50, lo=1, hi=500),
-        keyword=q.get("keyword", ""),
+        session, page=p, page_size=size, keyword=request.query_params.get("keyword", "")
     )
     return ok([crud.to_public(r).model_dump() for r in rows], total=total)
 

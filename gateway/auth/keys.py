@@ -24,6 +24,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def canonical_key(key: str) -> str:
+    """The `sk-` form that tokens are hashed in. One API stores keys without `sk-` and its
+    TokenAuth strips the prefix (songquanpeng/one-api middleware/auth.go), so clients send
+    either form; both name the same token here."""
+    return key if key.startswith("sk-") else "sk-" + key
+
+
 def display_prefix(key: str) -> str:
     return f"{key[:7]}…{key[-4:]}" if len(key) > 12 else "sk-…"
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.auth.guard import API_KEY_FAILURES, AttemptLimiter, address_key
-from gateway.auth.keys import hash_key, parse_authorization, same_digest
+from gateway.auth.keys import canonical_key, hash_key, parse_authorization, same_digest
 from gateway.db.crud.tokens import get_by_hash
 from gateway.db.models import split_csv
 from gateway.db.tables import Token, TokenStatus
@@ -92,6 +92,7 @@ class TokenAuthenticator:
         admin = self._admin_hash()
         if admin and same_digest(digest, admin):
             return ADMIN_CALLER
+        digest = hash_key(canonical_key(key))
         entry = self._cache.get(digest)
         now = time.monotonic()
         if entry is not None and entry.caller is not None and now - entry.fetched <= self._ttl:

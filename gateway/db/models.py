@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.model_kinds import normalise_kinds
 from gateway.relay.bounds import Printable
 
 
@@ -47,11 +48,14 @@ class ChannelFields(_Lenient):
     base_url: str | None = None
     models: list[str] | None = None
     model_mapping: dict[str, str] | None = None
+    # {model: kind}: corrects a guessed kind (FastGPT lists, /v1/models/{id}, channel tests)
+    model_types: dict[str, str] | None = None
     group: str | None = None
     priority: int | None = None
     weight: int | None = Field(default=None, ge=0)
     status: int | None = Field(default=None, ge=1, le=3)
     config: dict[str, Any] | None = None
+    other: str | None = Field(default=None, max_length=1000)  # One API's: Azure API version...
     system_prompt: str | None = None
 
     @field_validator("models", mode="before")
@@ -63,6 +67,11 @@ class ChannelFields(_Lenient):
     @classmethod
     def _mapping(cls, v: Any) -> Any:
         return None if v is None else parse_json_object(v, "model_mapping")
+
+    @field_validator("model_types", mode="before")
+    @classmethod
+    def _model_types(cls, v: Any) -> Any:
+        return None if v is None else normalise_kinds(parse_json_object(v, "model_types"))
 
     @field_validator("config", mode="before")
     @classmethod
@@ -89,11 +98,13 @@ class ChannelPublic(BaseModel):
     base_url: str
     models: str
     model_mapping: str
+    model_types: str
     group: str
     priority: int
     weight: int
     status: int
     config: str
+    other: str
     system_prompt: str
     created_time: int
     test_time: int

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_
+from sqlalchemy import delete, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.auth.secrets import SecretBox
 from gateway.db.models import ChannelCreate, ChannelPublic, ChannelUpdate
-from gateway.db.tables import Channel
+from gateway.db.tables import Channel, ChannelStatus
 from gateway.upstreams.registry import normalise_base_url
 
 LOCAL_CHANNEL_NAME = "local"
@@ -39,11 +39,13 @@ async def create_channels(
                 base_url=normalise_base_url(data.type, data.base_url or ""),
                 models=",".join(data.models),
                 model_mapping=orjson.dumps(data.model_mapping or {}).decode(),
+                model_types=orjson.dumps(data.model_types or {}).decode(),
                 group=data.group or "default",
                 priority=data.priority or 0,
                 weight=1 if data.weight is None else data.weight,
                 status=data.status or 1,
                 config=orjson.dumps(data.config or {}).decode(),
+                other=data.other or "",
                 system_prompt=data.system_prompt or "",
             )
         )
@@ -66,7 +68,7 @@ async def update_channel(
             continue
         if name == "models":
             value = ",".join(value)
-        elif name in ("model_mapping", "config"):
+        elif name in ("model_mapping", "model_types", "config"):
             value = orjson.dumps(value).decode()
         setattr(ch, name, value)
     if data.key:
@@ -96,6 +98,20 @@ async def delete_channel(session: AsyncSession, *, channel_id: int) -> bool:
     await session.delete(ch)
     await session.commit()
     return True
+
+
+async def delete_disabled_channels(session: AsyncSession) -> int:
+    """One API's DeleteDisabledChannel (model/channel.go): manually or automatically disabled."""
+    stmt = (
+        delete(Channel)
+        .where(
+            col(Channel.status).in_([ChannelStatus.MANUALLY_DISABLED, ChannelStatus.AUTO_DISABLED])
+        )
+        .where(col(Channel.builtin).is_(False))
+    )
+    result = await session.exec(stmt)
+    await session.commit()
+    return int(result.rowcount or 0)
 
 
 async def list_channels(

@@ -17,17 +17,14 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-OLD_XINFERENCE = 47
-XINFERENCE = 1047
-
 
 def upgrade() -> None:
     with op.batch_alter_table("channel") as batch:
         batch.add_column(sa.Column("other", sa.Text(), nullable=False, server_default=""))
-    op.execute(f"UPDATE channel SET type = {XINFERENCE} WHERE type = {OLD_XINFERENCE}")
+    op.execute("UPDATE channel SET type = 1047 WHERE type = 47")
 
 
 def downgrade() -> None:
-    op.execute(f"UPDATE channel SET type = {OLD_XINFERENCE} WHERE type = {XINFERENCE}")
+    op.execute("UPDATE channel SET type = 47 WHERE type = 1047")
     with op.batch_alter_table("channel") as batch:
         batch.drop_column("other")
