@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.admin_api.envelope import INT32_MAX, INT64_MAX, int_param, ok, page_params
+from gateway.billing.prices import QUOTA_PER_USD
 from gateway.db.crud.logs import LogFilter, list_logs, log_stat
 from gateway.db.tables import UsageLog
 from gateway.deps import SessionDep
@@ -61,6 +62,7 @@ def one_api_row(row: UsageLog) -> dict[str, Any]:
         type=LOG_TYPE_CONSUME,
         username=row.token_name,
         elapsed_time=row.latency_ms,
+        cost_usd=row.quota / QUOTA_PER_USD,  # quota is in One API's units, 500000 = 1 USD
     )
     return data
 
