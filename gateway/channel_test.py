@@ -8,11 +8,14 @@ import math
 import struct
 import time
 import wave
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gateway.model_info import ModelKind
+from gateway.model_kinds import channel_kind
 from gateway.upstreams.base import (
     Endpoint,
     UploadPart,
@@ -21,23 +24,21 @@ from gateway.upstreams.base import (
     UpstreamUnavailable,
 )
 
-_HINTS: list[tuple[str, tuple[str, ...]]] = [
-    ("rerank", ("rerank",)),
-    ("embedding", ("embed", "bge-", "e5-", "gte-", "minilm", "m3e", "text2vec", "jina-emb")),
-    ("audio", ("whisper", "transcri", "paraformer", "sensevoice")),
-    ("image", ("dall-e", "stable-diffusion", "sd-", "sdxl", "flux", "kolors", "cogview")),
-]
+# The test each kind gets (`test_request`); speech synthesis has none yet and is tested as chat.
+_TEST_TYPES: dict[ModelKind, str] = {
+    "chat": "llm",
+    "embedding": "embedding",
+    "rerank": "rerank",
+    "audio_transcription": "audio",
+    "audio_speech": "speech",
+    "image_generation": "image",
+}
 
 
-def guess_type(model: str, declared: dict[str, str] | None = None) -> str:
-    """The model's type: declared in the channel's config (`model_types`), else from its name."""
-    if declared and model in declared:
-        return declared[model]
-    name = model.lower()
-    for type_, needles in _HINTS:
-        if any(n in name for n in needles):
-            return type_
-    return "llm"
+def guess_type(model: str, declared: Mapping[str, str] | None = None) -> str:
+    """The test for `model`, by its kind: the channel's `model_types` (`declared`), else litellm's
+    model table, else its name (gateway.model_kinds)."""
+    return _TEST_TYPES[channel_kind(model, model, declared or {})]
 
 
 def _silence_wav(seconds: float = 0.5, rate: int = 16000) -> bytes:

@@ -43,16 +43,39 @@ _LOCAL_TYPES: dict[str, ModelKind] = {
 # names both), speech synthesis before transcription ("gpt-4o-mini-tts").
 _NAME_RULES: tuple[tuple[ModelKind, tuple[str, ...]], ...] = (
     ("rerank", ("rerank",)),
-    ("embedding", ("embed", "bge-", "/bge", "m3e", "text2vec", "gte-", "e5-")),
+    ("embedding", ("embed", "bge-", "/bge", "m3e", "text2vec", "gte-", "e5-", "minilm")),
     ("audio_speech", ("tts", "cosyvoice", "fish-speech", "chattts", "kokoro", "piper", "melo")),
-    ("audio_transcription", ("whisper", "transcribe", "sensevoice", "paraformer", "asr")),
-    ("image_generation", ("dall-e", "stable-diffusion", "sdxl", "flux", "gpt-image", "kolors")),
+    ("audio_transcription", ("whisper", "transcri", "sensevoice", "paraformer", "asr")),
+    ("image_generation", ("dall-e", "diffusion", "sd-", "sdxl", "flux", "gpt-image", "kolors")),
+    ("image_generation", ("cogview",)),
 )
+# Words other systems use for a kind (Xinference's and FastGPT's types, the old channel config).
+KIND_ALIASES: dict[str, ModelKind] = {
+    "llm": "chat",
+    "LLM": "chat",
+    "audio": "audio_transcription",
+    "stt": "audio_transcription",
+    "tts": "audio_speech",
+    "image": "image_generation",
+}
 XINFERENCE_TTS_ABILITY = "text2audio"
 
 
 def is_kind(value: object) -> bool:
     return value in MODEL_KINDS
+
+
+def normalise_kinds(declared: Mapping[str, object]) -> dict[str, ModelKind]:
+    """{model: kind} in our words; raises ValueError naming the model whose kind is unknown."""
+    out: dict[str, ModelKind] = {}
+    for model, value in declared.items():
+        kind = KIND_ALIASES.get(value, value) if isinstance(value, str) else value
+        if not is_kind(kind):
+            raise ValueError(
+                f"model_types: {model!r} has kind {value!r}; use one of {', '.join(MODEL_KINDS)}"
+            )
+        out[str(model)] = cast(ModelKind, kind)
+    return out
 
 
 def local_kind(model_type: str, abilities: Iterable[str]) -> ModelKind:

@@ -159,7 +159,7 @@ class ChannelMonitor:
         upstream = self.upstreams.get(ep.kind)
         if upstream is None:
             return None
-        return await run_test(upstream, ep, model, guess_type(model, config.get("model_types")))
+        return await run_test(upstream, ep, model, guess_type(model, ep.model_types))
 
     def circuit_states(self) -> dict[str, tuple[str, int]]:
         return self.health.snapshot()

@@ -34,6 +34,7 @@ FIELDS = (
     "key",
     "models",
     "model_mapping",
+    "model_types",
     "group",
     "priority",
     "weight",
@@ -56,7 +57,7 @@ def _form_fields(form: FormData) -> dict[str, Any]:
     for n in ("type", "priority", "weight"):
         if data[n] == "":
             del data[n]
-    for n in ("model_mapping", "config"):
+    for n in ("model_mapping", "model_types", "config"):
         if data[n] == "":
             data[n] = "{}"
     return data
@@ -285,7 +286,7 @@ async def test(channel_id: int, request: Request, session: UserDep) -> Response:
             message="no such channel or model",
             seconds=0,
         )
-    type_ = guess_type(model, orjson.loads(ch.config or "{}").get("model_types"))
+    type_ = guess_type(model, orjson.loads(ch.model_types or "{}"))
     ep = endpoint_for(ch, state.box, state.settings)
     result = await run_test(state.upstreams[ep.kind], ep, model, type_)
     async with state.sessions() as db:
