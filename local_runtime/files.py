@@ -87,6 +87,9 @@ def inspect_path(path: str | Path) -> PathInfo:
                 f"{target} holds several GGUF models ({', '.join(firsts)}); pass one file"
             )
         return _gguf_info(target / firsts[0])
+    piper = sorted(n for n in names if n.endswith(".onnx") and f"{n}.json" in names)
+    if piper:
+        return PathInfo(target, "onnx", f"Piper voices ({', '.join(piper)})", "audio")
     if "model_index.json" in names:
         return PathInfo(target, "diffusers", "a diffusers pipeline (model_index.json)", "image")
     config = _read_json(target / "config.json")

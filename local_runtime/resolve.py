@@ -192,7 +192,10 @@ def resolve(
         )
     except registry.EngineChoiceError as exc:
         raise LaunchError(str(exc)) from None
-    return resolved.model_copy(update={"engine": engine})
+    resolved = resolved.model_copy(update={"engine": engine})
+    if download:  # the files are here: a speech model's voices are read from them
+        resolved.voices = registry.class_for(resolved).voices(resolved)
+    return resolved
 
 
 def plan(

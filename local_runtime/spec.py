@@ -85,3 +85,4 @@ class ResolvedSpec(BaseModel):
     gpu_idx: list[int] | None = None
     trust_remote_code: bool = False
     engine_options: dict[str, Any] = Field(default_factory=dict)
+    voices: list[str] = Field(default_factory=list)  # text to speech: read from its files

@@ -29,7 +29,8 @@ ABILITIES: dict[str, frozenset[str]] = {
     "llm": frozenset({"chat", "generate", "tools", "vision", "reasoning"}),
     "embedding": frozenset({"embeddings"}),
     "rerank": frozenset({"rerank"}),
-    "audio": frozenset({"transcriptions", "translations"}),
+    # text2audio: text to speech, Xinference's word (xinference/model/audio/model_spec.json)
+    "audio": frozenset({"transcriptions", "translations", "text2audio"}),
     "image": frozenset({"images"}),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")

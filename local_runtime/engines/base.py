@@ -29,6 +29,7 @@ RERANK = "rerank"  # /v1/rerank
 TRANSCRIPTIONS = "transcriptions"  # /v1/audio/transcriptions
 TRANSLATIONS = "translations"  # /v1/audio/translations
 IMAGES = "images"  # /v1/images/generations
+SPEECH = "speech"  # /v1/audio/speech (text to speech)
 
 
 class EngineError(Exception):
@@ -107,3 +108,14 @@ class Engine:
     async def images(self, body: dict[str, Any]) -> list[bytes]:
         """Return PNG bytes, one per image; the worker encodes them as b64_json or url."""
         raise EngineError(f"{self.name} does not serve images", status=400)
+
+    async def speech(self, body: dict[str, Any]) -> tuple[str, AsyncIterator[bytes]]:
+        """Return (media type, audio bytes as they are encoded). Refuse a bad request (voice,
+        format, speed) by raising before returning: once the stream starts the status is 200."""
+        raise EngineError(f"{self.name} does not serve text to speech", status=400)
+
+    @classmethod
+    def voices(cls, spec: ResolvedSpec) -> list[str]:
+        """The voices a text-to-speech model offers, read from its files without loading it
+        (the FastGPT export and /v1/models list them)."""
+        return []

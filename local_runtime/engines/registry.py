@@ -73,6 +73,7 @@ ENGINES: tuple[EngineEntry, ...] = (
     _entry("sentence_transformers", "rerank", "CrossEncoderEngine", "rerank", "pytorch"),
     _entry("faster_whisper", "faster_whisper", "FasterWhisperEngine", "audio", "ct2"),
     _entry("diffusers", "diffusers", "DiffusersEngine", "image", "diffusers"),
+    _entry("piper", "tts_piper", "PiperEngine", "audio", "onnx"),
     _entry("fake", "fake", "FakeEngine", _ALL_TYPES, _ALL_FORMATS, auto=False),
 )  # fmt: skip
 
