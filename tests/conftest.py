@@ -14,6 +14,12 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The weightless `fake` engine is a test double: the product registry does not ship it; tests add it
+# as a plugin, and every worker, CLI and server subprocess inherits it (and the path to import it).
+os.environ.setdefault("MODELPORT_ENGINE_PLUGINS", "fake=tests.support.fake_engine:FakeEngine")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, (str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")))
+)
 
 from gateway.app import create_app
 from gateway.settings import Settings

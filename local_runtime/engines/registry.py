@@ -8,11 +8,17 @@ engine)") even before the engine's own `match()` runs, and even when its module 
 
 Two entries share the name "sentence_transformers" (embedding and rerank), as in Xinference, so
 look classes up with the model type: `get(name, model_type)` or `class_for(resolved)`.
+
+Engines from outside this package join the table through `$MODELPORT_ENGINE_PLUGINS`
+("name=package.module:Class", comma-separated): they are never chosen automatically, only when a
+launch names them. The test suite registers its weightless `fake` engine this way
+(tests/support/fake_engine.py), so users never see a test double in `modelport engines`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +51,7 @@ class EngineEntry:
     cls: str
     model_types: frozenset[str]
     formats: frozenset[str]
-    auto: bool = True  # picked automatically; the fake engine is only used when asked for
+    auto: bool = True  # picked automatically; plugins are only used when asked for
 
 
 def _entry(
@@ -74,8 +80,38 @@ ENGINES: tuple[EngineEntry, ...] = (
     _entry("faster_whisper", "faster_whisper", "FasterWhisperEngine", "audio", "ct2"),
     _entry("diffusers", "diffusers", "DiffusersEngine", "image", "diffusers"),
     _entry("piper", "tts_piper", "PiperEngine", "audio", "onnx"),
-    _entry("fake", "fake", "FakeEngine", _ALL_TYPES, _ALL_FORMATS, auto=False),
 )  # fmt: skip
+
+
+PLUGINS_ENV = "MODELPORT_ENGINE_PLUGINS"
+
+
+def plugin_entries() -> tuple[EngineEntry, ...]:
+    """The engines `$MODELPORT_ENGINE_PLUGINS` adds, read at each use (workers inherit it)."""
+    entries: list[EngineEntry] = []
+    for item in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
+        name, _, target = item.partition("=")
+        module, _, cls = target.partition(":")
+        if not (name and module and cls):
+            raise ValueError(
+                f"{PLUGINS_ENV}: {item!r} should look like 'name=package.module:Class'"
+            )
+        entries.append(
+            EngineEntry(
+                name.strip(),
+                module.strip(),
+                cls.strip(),
+                frozenset(_ALL_TYPES.split()),
+                frozenset(_ALL_FORMATS.split()),
+                auto=False,
+            )
+        )
+    return tuple(entries)
+
+
+def table() -> tuple[EngineEntry, ...]:
+    """The built-in engines, then the plugins."""
+    return ENGINES + plugin_entries()
 
 
 def normalise(name: str) -> str:
@@ -85,12 +121,12 @@ def normalise(name: str) -> str:
 
 
 def names() -> list[str]:
-    return list(dict.fromkeys(entry.name for entry in ENGINES))
+    return list(dict.fromkeys(entry.name for entry in table()))
 
 
 def entries(name: str) -> list[EngineEntry]:
     wanted = normalise(name).lower()
-    return [entry for entry in ENGINES if entry.name.lower() == wanted]
+    return [entry for entry in table() if entry.name.lower() == wanted]
 
 
 def _load(entry: EngineEntry) -> tuple[type[Engine] | None, str]:
@@ -107,7 +143,7 @@ def _load(entry: EngineEntry) -> tuple[type[Engine] | None, str]:
 def engine_classes() -> dict[str, type[Engine]]:
     """Importable engine classes by `name` (rerank's under "sentence_transformers:rerank")."""
     result: dict[str, type[Engine]] = {}
-    for entry in ENGINES:
+    for entry in table():
         cls, _ = _load(entry)
         if cls is not None:
             key = (
@@ -144,7 +180,7 @@ def entry_available(entry: EngineEntry) -> tuple[bool, str]:
 def available_engines() -> list[dict[str, object]]:
     """Every engine with whether it runs here and why not: for `modelport engines` and the UI."""
     rows: list[dict[str, object]] = []
-    for entry in ENGINES:
+    for entry in table():
         ok, reason = entry_available(entry)
         rows.append(
             {
@@ -161,7 +197,7 @@ def available_engines() -> list[dict[str, object]]:
 def _serving(model_type: str, fmt: str) -> list[str]:
     return list(
         dict.fromkeys(
-            e.name for e in ENGINES if e.auto and model_type in e.model_types and fmt in e.formats
+            e.name for e in table() if e.auto and model_type in e.model_types and fmt in e.formats
         )
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from local_runtime.engines import registry
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.support.starter_models import MINILM_MISSING, SMOLLM2_MISSING, minilm_dir, smollm2_gguf
 
@@ -84,6 +85,17 @@ def test_engines_and_catalog(modelport: Callable[..., subprocess.CompletedProces
     assert [line.split()[0] for line in found.stdout.splitlines()[1:]] == ["all-MiniLM-L6-v2"]
     every = modelport("list", "--all")
     assert "smollm2-135m-instruct" in every.stdout and "bge-reranker-base" in every.stdout
+
+
+def test_engines_lists_no_test_double(
+    modelport: Callable[..., subprocess.CompletedProcess[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server without the tests' plugin setting (a user's) does not offer the fake engine."""
+    monkeypatch.delenv(registry.PLUGINS_ENV)  # the in-process server reads it at each listing
+    engines = modelport("engines")
+    assert engines.returncode == 0, engines.stderr
+    names = [line.split()[0] for line in engines.stdout.splitlines()[1:]]
+    assert "llama.cpp" in names and "fake" not in names
 
 
 @pytest.mark.skipif(minilm_dir() is None, reason=MINILM_MISSING)

@@ -109,7 +109,7 @@ def test_sigterm_exits_0_after_serving():
 
 
 def test_engine_class_override():
-    args = ["--engine-class", "local_runtime.engines.fake:FakeEngine"]
+    args = ["--engine-class", "tests.support.fake_engine:FakeEngine"]
     with WorkerProcess(spec_dict(engine="whatever"), extra_args=args) as w:
         assert w.health()["engine"] == "fake"
 

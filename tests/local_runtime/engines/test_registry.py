@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -50,6 +51,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> None:
     module.NotInstalled = _NotInstalled  # type: ignore[attr-defined]
     module.Picky = _Picky  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "modelport_test_engines", module)
+    monkeypatch.delenv(registry.PLUGINS_ENV, raising=False)  # only the engines defined here
 
     def entry(name: str, cls: str, formats: str) -> registry.EngineEntry:
         return registry.EngineEntry(
@@ -88,8 +90,31 @@ def test_real_table_lists_every_engine_module() -> None:
         ("sentence_transformers", "rerank", "CrossEncoderEngine"),
         ("faster_whisper", "faster_whisper", "FasterWhisperEngine"),
         ("diffusers", "diffusers", "DiffusersEngine"),
-        ("fake", "fake", "FakeEngine"),
+        ("piper", "tts_piper", "PiperEngine"),
     }
+
+
+def test_fake_engine_is_not_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the tests' plugin setting nothing lists or runs the test double."""
+    monkeypatch.delenv(registry.PLUGINS_ENV, raising=False)
+    assert "fake" not in registry.names()
+    assert all(row["name"] != "fake" for row in registry.available_engines())
+    with pytest.raises(KeyError, match="unknown engine 'fake'"):
+        registry.get("fake", "llm")
+    assert not (Path(registry.__file__).parent / "fake.py").exists()
+
+
+def test_plugin_engine_joins_the_table_only_when_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(registry.PLUGINS_ENV, "fake=tests.support.fake_engine:FakeEngine")
+    assert registry.get("fake", "image").__name__ == "FakeEngine"
+    spec = _spec(fmt="gguf")
+    assert registry.choose(spec, requested_engine="fake") == "fake"
+    assert registry.choose(spec) != "fake"  # never picked automatically
+    monkeypatch.setenv(registry.PLUGINS_ENV, "fake=no-colon")
+    with pytest.raises(ValueError, match=r"name=package\.module:Class"):
+        registry.names()
 
 
 def test_real_table_names_agree_with_importable_classes() -> None:

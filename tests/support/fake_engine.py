@@ -1,5 +1,9 @@
 """A deterministic engine with no weights, for routing, supervisor and gateway tests.
 
+A test double, so it is not in the product's engine table: tests/conftest.py registers it as the
+`fake` engine through `$MODELPORT_ENGINE_PLUGINS`, which worker, CLI and server subprocesses
+inherit.
+
 It answers every operation in the real response shapes, fast and reproducibly: chat and
 completions echo the prompt, embeddings are hash-derived unit vectors, rerank scores word
 overlap, audio "transcribes" the upload's size, images are a tiny valid PNG. What it serves
