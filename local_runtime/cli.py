@@ -253,12 +253,14 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         gateway: Annotated[
             str, typer.Option("--gateway", envvar="MODELPORT_GATEWAY", help="the gateway's URL")
         ],
-        node_token: Annotated[
-            str,
+        node_token_file: Annotated[
+            Path | None,
             typer.Option(
-                "--node-token", envvar="MODELPORT_NODE_TOKEN", help="MODELPORT_NODE_TOKEN or issued"
+                "--node-token-file",
+                help="a file holding the node token (else MODELPORT_NODE_TOKEN; never a flag: "
+                "`ps` shows every process's arguments)",
             ),
-        ],
+        ] = None,
         node_id: Annotated[
             str | None, typer.Option("--node-id", envvar="MODELPORT_NODE_ID", help="default: host")
         ] = None,
@@ -278,11 +280,11 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         ] = None,
     ) -> None:
         """Run this machine's GPUs for a gateway: launch what it places here, heartbeat workers."""
-        from local_runtime.node import NodeAgent, run_node
+        from local_runtime.node import NodeAgent, read_token, run_node
 
         agent = NodeAgent(
             gateway=gateway,
-            token=node_token,
+            token=read_token(node_token_file),
             home=(home or Path("~/.modelport")).expanduser().resolve(),
             node_id=node_id,
             advertise_host=advertise_host,

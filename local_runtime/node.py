@@ -8,9 +8,13 @@ no inbound port besides its workers', any gateway replica behind a load balancer
 a gateway restart loses nothing (desired state lives in the gateway's database).
 
 Workers listen on `--bind-host`, reachable by whoever reaches that address, so with
-`cluster_secret` (MODELPORT_CLUSTER_SECRET, the gateways' value) they answer only callers that
-send it, and the heartbeat proves to the gateway that both hold the same one; without a secret the
-node refuses to bind beyond loopback (gateway.cluster.secret says why and how).
+`cluster_secret` (MODELPORT_CLUSTER_SECRET, the gateways' value) each worker launch answers only
+callers that send its own key, derived from the secret (gateway.cluster.secret), and every
+heartbeat is signed with the secret over its time and body (gateway.cluster.heartbeat); without a
+secret the node refuses to bind beyond loopback. The node token comes from the environment or a
+file (`modelport node` reads MODELPORT_NODE_TOKEN or --node-token-file), never the command line,
+which `ps` shows to every user of the machine. A random `session` in each heartbeat lets the
+gateway refuse a second process that claims a live node's id.
 
 If the gateway is unreachable, workers keep serving and the node keeps trying; the gateway drops
 the node from routing after `node_ttl_s` without heartbeats. The node keeps its own bookkeeping
@@ -22,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 import time
@@ -29,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
+from gateway.cluster import heartbeat
 from gateway.cluster import secret as cluster_secret
 from gateway.db.engine import make_engine, make_sessionmaker, upgrade
 from gateway.logging import configure_logging
@@ -75,7 +83,9 @@ class NodeAgent:
         self.secret = cluster_secret.configured(self.settings.cluster_secret)
         self.options = options or SupervisorOptions()
         self.options.worker_host = bind_host
-        self.options.worker_secret = self.secret
+        self.options.worker_key_root = self.secret
+        self.options.worker_keys = self.secret is not None
+        self.session = secrets.token_hex(8)
         self._specs: dict[str, str] = {}  # uid -> LaunchSpec JSON we launched it with
         self._gpus: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self.supervisor: Supervisor | None = None
@@ -96,9 +106,7 @@ class NodeAgent:
         )
         self.supervisor = sup
         await sup.start()
-        headers = {"Authorization": f"Bearer {self.token}"}
-        if self.secret is not None:
-            headers[cluster_secret.PROOF_HEADER] = cluster_secret.proof(self.secret, self.node_id)
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         log.info("node %s heartbeating to %s", self.node_id, self.gateway)
         try:
             async with httpx.AsyncClient(timeout=10, headers=headers, trust_env=False) as http:
@@ -111,8 +119,14 @@ class NodeAgent:
             await engine.dispose()
 
     async def _beat(self, http: httpx.AsyncClient, sup: Supervisor) -> None:
+        body_bytes = orjson.dumps(self.record(sup))
+        signed = heartbeat.headers(
+            self.secret or self.token, body_bytes, with_secret=self.secret is not None
+        )
         try:
-            resp = await http.post(f"{self.gateway}/api/nodes/heartbeat", json=self.record(sup))
+            resp = await http.post(
+                f"{self.gateway}{heartbeat.PATH}", content=body_bytes, headers=signed
+            )
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("heartbeat to %s failed: %s", self.gateway, exc)
@@ -137,11 +151,13 @@ class NodeAgent:
                             "base_url": f"http://{self.advertise_host}:{rep['port']}/v1",
                             "model": model,
                             "gpus": rep["gpus"],
+                            "key_id": rep["key_id"],
                         }
                     )
             instances.append({k: inst.get(k) for k in ("uid", "status", "error", "model_name")})
         return {
             "node_id": self.node_id,
+            "session": self.session,
             "address": self.advertise_host,  # what Xinference clients name as worker_ip
             "workers": workers,
             "instances": instances,
@@ -182,6 +198,25 @@ class NodeAgent:
                 await sup.launch(spec, wait=False, persist=False)
             except LaunchError as exc:
                 log.error("cannot launch %s: %s", uid, exc.message)
+
+
+def read_token(path: Path | None) -> str:
+    """The node token from `path` or MODELPORT_NODE_TOKEN; SystemExit saying how otherwise."""
+    if path is not None:
+        try:
+            token = path.expanduser().read_text().strip()
+        except OSError as exc:
+            raise SystemExit(
+                f"modelport node: cannot read --node-token-file {path}: {exc}"
+            ) from None
+    else:
+        token = os.environ.get("MODELPORT_NODE_TOKEN", "").strip()
+    if not token:
+        raise SystemExit(
+            "modelport node: no node token: set MODELPORT_NODE_TOKEN or --node-token-file (the "
+            "gateway's node_token, or one issued with POST /api/nodes/tokens {name: <node id>})"
+        )
+    return token
 
 
 def run_node(agent: NodeAgent) -> None:

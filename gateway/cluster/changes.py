@@ -159,6 +159,13 @@ class DatabaseNodeStore:
                 except IntegrityError:
                     await session.rollback()
 
+    async def get(self, node_id: str) -> dict[str, Any] | None:
+        async with self.sessions() as session:
+            row = await session.get(ClusterNode, node_id)
+            if row is None or row.expires_at <= self._clock():
+                return None
+            return dict(orjson.loads(row.record))
+
     async def all(self) -> list[dict[str, Any]]:
         async with self.sessions() as session:
             rows = (

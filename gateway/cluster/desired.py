@@ -7,7 +7,7 @@ is gone. Nodes poll rather than being called, so a node needs no inbound port fo
 its worker ports), and any replica can answer it.
 
 Node tokens are admin-issued secrets; only their SHA-256 is stored (an `Option` row
-`node_token:<digest>` whose value is the token's name).
+`node_token:<digest>` whose value is the token's name: the one node id it may heartbeat as).
 """
 
 from __future__ import annotations
@@ -72,9 +72,13 @@ async def revoke_tokens(session: AsyncSession, *, name: str) -> int:
     return len(rows)
 
 
-async def token_valid(session: AsyncSession, token: str, configured: str | None) -> bool:
-    """The configured MODELPORT_NODE_TOKEN (compared in constant time) or an issued token."""
+async def token_node(
+    session: AsyncSession, token: str, configured: str | None
+) -> tuple[bool, str | None]:
+    """(valid, the node id the token is bound to). The configured MODELPORT_NODE_TOKEN (compared
+    in constant time) may serve any node id; an issued token only the node named at issue."""
     digest = hash_key(token)
     if configured and same_digest(digest, hash_key(configured)):
-        return True
-    return await session.get(Option, TOKEN_PREFIX + digest) is not None
+        return True, None
+    row = await session.get(Option, TOKEN_PREFIX + digest)
+    return (True, row.value) if row is not None else (False, None)

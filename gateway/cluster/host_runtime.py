@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import socket
 import time
 from typing import IO, Any
@@ -54,6 +55,7 @@ class HostRuntime:
             f"host-{socket.gethostname()}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
         )
         self.owner = False
+        self.session = secrets.token_hex(8)
         self._lock_file: IO[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -118,6 +120,7 @@ class HostRuntime:
             {
                 "uid": inst["uid"],
                 "base_url": f"http://127.0.0.1:{rep['port']}/v1",
+                "key_id": rep.get("key_id", ""),
                 "model": models[inst["uid"]].model_dump() if inst["uid"] in models else None,
             }
             for inst in instances
@@ -126,6 +129,7 @@ class HostRuntime:
         ]
         return {
             "node_id": self.node_id,
+            "session": self.session,
             "host_scope": self.registry.host_scope,
             "workers": workers,
             "instances": instances,

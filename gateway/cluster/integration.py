@@ -16,10 +16,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from gateway.auth.secrets import load_or_create_key
 from gateway.bootstrap import load_prices
 from gateway.cluster import secret
 from gateway.cluster.api import router
 from gateway.cluster.changes import DatabaseNodeStore
+from gateway.cluster.heartbeat import ReplayGuard
 from gateway.cluster.host_runtime import HostRuntime
 from gateway.cluster.nodes import NodeRegistry, NodeStore, RedisNodeStore
 from gateway.cluster.pubsub import ClusterBus
@@ -53,6 +55,12 @@ def install(app: FastAPI) -> None:
     async def nodes_changed() -> None:
         await bus.publish("nodes")
 
+    key = settings.secret_key
+    local_root = secret.local_root(
+        key.get_secret_value() if key else load_or_create_key(settings.home)
+    )
+    if state.runtime is not None:  # its workers' keys must be derivable by every process here
+        state.runtime.options.worker_key_root = local_root
     routes = state.routes
     original_set_local: Callable[[str, list[Endpoint]], None] = routes.set_local
     registry = NodeRegistry(
@@ -63,6 +71,7 @@ def install(app: FastAPI) -> None:
         host_scope=f"{socket.gethostname()}:{settings.home}",
         on_change=nodes_changed,
         secret=secret.configured(settings.cluster_secret),
+        local_root=local_root,
     )
     routes.set_local = registry.set_local
 
@@ -134,6 +143,7 @@ def install(app: FastAPI) -> None:
     state.models.local = served_models
     state.bus = bus
     state.nodes = registry
+    state.heartbeat_replays = ReplayGuard(settings.redis_url, settings.redis_prefix)
     host = HostRuntime(app, registry) if state.runtime is not None else None
     state.host_runtime = host
 
@@ -149,6 +159,7 @@ def install(app: FastAPI) -> None:
         if host is not None:
             await host.close()
         await registry.close()
+        await state.heartbeat_replays.aclose()
         await bus.close()
         for task in list(tasks):
             await task

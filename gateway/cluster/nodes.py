@@ -7,8 +7,14 @@ with an expiry without Redis: gateway.cluster.changes), so a node that stops hea
 nothing has to notice it died. Every process syncs the store every `interval` seconds (and at once
 on a "nodes" bus message) and turns the records into `Endpoint`s of the route table.
 
-Requests to a GPU node's workers carry the cluster secret as their bearer key (see
-gateway.cluster.secret); the host's own loopback workers need none.
+Requests to a worker carry that worker launch's own key, derived here from the `key_id` its
+record lists (gateway.cluster.secret): under the cluster secret for a GPU node's workers, under
+the host's root for the host's own loopback workers. No key is ever stored in a record.
+
+A node id belongs to one process at a time: a heartbeat whose `session` differs from the live
+record's is refused (NodeConflict) until that record expires, so a second process claiming a live
+node's id cannot take over its routing. Applying a heartbeat costs what changed: an unchanged
+worker list only refreshes the TTL, and `sync` skips rebuilding when no node's workers changed.
 
 Local supervisor endpoints and node endpoints for the same UID are merged: the route table's
 `set_local` is wrapped so the supervisor's updates and the registry's both go through `_push`.
@@ -27,14 +33,21 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.cluster.secret import worker_key
 from gateway.model_info import ServedModel
 from gateway.upstreams.base import Endpoint
 
 log = logging.getLogger("modelport.cluster")
 
 
+class NodeConflict(ValueError):
+    """Another live process holds this node id."""
+
+
 class NodeStore(Protocol):
     async def put(self, record: dict[str, Any], ttl: float) -> None: ...
+
+    async def get(self, node_id: str) -> dict[str, Any] | None: ...
 
     async def all(self) -> list[dict[str, Any]]: ...
 
@@ -57,6 +70,10 @@ class RedisNodeStore:
             pipe.set(self._key + node_id, orjson.dumps(record), px=int(ttl * 1000))
             pipe.sadd(self._set, node_id)
             await pipe.execute()
+
+    async def get(self, node_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(self._key + node_id)
+        return orjson.loads(raw) if raw is not None else None
 
     async def all(self) -> list[dict[str, Any]]:
         members = await self._redis.smembers(self._set)
@@ -92,6 +109,7 @@ class NodeRegistry:
         host_scope: str = "",
         on_change: Callable[[], Awaitable[None]] | None = None,
         secret: str | None = None,
+        local_root: str | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -101,13 +119,16 @@ class NodeRegistry:
         self._set_local = set_local
         self._channel_id = channel_id
         self._on_change = on_change
-        self._secret = secret  # sent to GPU nodes' workers (host-local workers check nothing)
+        self._secret = secret  # the root of GPU nodes' worker keys
+        self._local_root = local_root  # the root of this host's own workers' keys
+        self._applied: dict[str, bytes] = {}  # node id -> workers digest of the last rebuild
         self._local: dict[str, list[Endpoint]] = {}
         self._nodes: dict[str, list[Endpoint]] = {}
-        self._endpoints: dict[tuple[str, str], Endpoint] = {}
+        self._endpoints: dict[tuple[str, str, str], Endpoint] = {}
         self._models: dict[str, ServedModel] = {}
         self._records: list[dict[str, Any]] = []
         self._digests: dict[str, bytes] = {}
+        self._sessions: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
 
     # --- what the supervisor does ---------------------------------------------------------
@@ -125,6 +146,15 @@ class NodeRegistry:
     # --- heartbeats ------------------------------------------------------------------------
     async def heartbeat(self, record: dict[str, Any]) -> bool:
         """Store a node's record; True when its workers changed (then every process is told)."""
+        node_id = record["node_id"]
+        if node_id not in self._digests or record.get("session") != self._sessions.get(node_id):
+            live = await self.store.get(node_id)
+            if live is not None and live.get("session", "") != record.get("session", ""):
+                raise NodeConflict(
+                    f"node id {node_id!r} is live in another process (its heartbeats continue); "
+                    "give this node its own --node-id, or stop the other one"
+                )
+            self._sessions[node_id] = record.get("session", "")
         record = {**record, "seen": time.time()}
         await self.store.put(record, self.ttl)
         digest = orjson.dumps(record.get("workers", []), option=orjson.OPT_SORT_KEYS)
@@ -139,6 +169,7 @@ class NodeRegistry:
     async def remove(self, node_id: str) -> None:
         await self.store.remove(node_id)
         self._digests.pop(node_id, None)
+        self._sessions.pop(node_id, None)
         await self.sync()
         if self._on_change is not None:
             await self._on_change()
@@ -158,9 +189,16 @@ class NodeRegistry:
         """Rebuild node endpoints from the store; push only the UIDs whose endpoints changed."""
         records = await self.store.all()
         self._records = sorted(records, key=lambda r: r["node_id"])
+        applied = {
+            r["node_id"]: orjson.dumps(r.get("workers", []), option=orjson.OPT_SORT_KEYS)
+            for r in self._records
+        }
+        if applied == self._applied:
+            return  # nobody's workers changed: nothing to rebuild
+        self._applied = applied
         by_uid: dict[str, list[Endpoint]] = {}
         models: dict[str, ServedModel] = {}
-        keep: dict[tuple[str, str], Endpoint] = {}
+        keep: dict[tuple[str, str, str], Endpoint] = {}
         for rec in self._records:
             if rec["node_id"] == self.own_node:
                 continue
@@ -168,7 +206,7 @@ class NodeRegistry:
             if scope and scope != self.host_scope:
                 continue  # a loopback worker of another host: unreachable from here
             for w in rec.get("workers", []):
-                key = (rec["node_id"], w["base_url"])
+                key = (rec["node_id"], w["base_url"], w.get("key_id", ""))
                 ep = self._endpoints.get(key) or self._endpoint(rec["node_id"], w, scope)
                 keep[key] = ep
                 by_uid.setdefault(w["uid"], []).append(ep)
@@ -180,8 +218,7 @@ class NodeRegistry:
         changed = {
             uid
             for uid in set(by_uid) | set(self._nodes)
-            if [e.base_url for e in by_uid.get(uid, [])]
-            != [e.base_url for e in self._nodes.get(uid, [])]
+            if [id(e) for e in by_uid.get(uid, [])] != [id(e) for e in self._nodes.get(uid, [])]
         }
         self._nodes = by_uid
         for uid in changed:
@@ -193,10 +230,16 @@ class NodeRegistry:
             channel_name=f"node:{node_id}",
             kind="local",
             base_url=worker["base_url"],
-            api_key=None if scope else self._secret,
+            api_key=self._key(node_id, worker.get("key_id") or "", scope),
             weight=int(worker.get("weight", 1)),
             config={"stream_usage": True},
         )
+
+    def _key(self, node_id: str, key_id: str, scope: str) -> str | None:
+        """The worker's own key: a host's workers are keyed under the host's root and the
+        supervisor's label "" (`serve`), a GPU node's under the cluster secret and its id."""
+        root, label = (self._local_root, "") if scope else (self._secret, node_id)
+        return worker_key(root, label, key_id) if root and key_id else None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-registry")

@@ -1,17 +1,18 @@
-"""The cluster secret: what a GPU node's workers ask of every caller.
+"""The cluster secret and the keys that workers ask of every caller.
 
-A node's workers listen on an address the gateways reach them on (`--bind-host`), so anyone else
-who reaches it could use the models directly, unmetered. With `cluster_secret` set (the same value
-on gateways and nodes, `MODELPORT_CLUSTER_SECRET`), the node's workers answer only requests that
-carry `Authorization: Bearer <secret>`, which gateways send on every relayed request and the
-node's own supervisor on its health checks. A node has no other inbound port: it polls the
-gateway for commands (`local_runtime.node`), and those heartbeats are authenticated by its node
-token.
+Every worker (a loopback worker under `modelport serve` as much as a GPU node's) is started with
+its own key in MODELPORT_WORKER_SECRET and answers only requests that carry `Authorization:
+Bearer <key>`. The key is never chosen freely: it is `worker_key(root, node, key_id)`, an HMAC of
+a random per-launch `key_id` under a root that only the gateways and the worker's supervisor hold:
 
-The heartbeat also carries a proof that the node holds the gateway's secret (an HMAC of its node
-id; the secret itself never travels to the gateway), so a node configured with a different secret,
-or none, is refused at its first heartbeat with a message saying so, instead of joining routing
-and failing every request with 401.
+- a GPU node's root is the cluster secret (the same value on gateways and nodes,
+  `MODELPORT_CLUSTER_SECRET`); the node lists each worker's `key_id` in its heartbeat and every
+  gateway derives the key itself, so neither the root nor a key travels in a heartbeat, and what a
+  gateway sends to a worker (its key) opens that one launch of that one node and nothing else;
+- a host's own workers use `local_root(secret_key)`, derived from the installation's secret key,
+  so every `--workers N` process of the host can call the runtime owner's workers.
+
+Heartbeats are signed (gateway.cluster.heartbeat), so no proof in them can be replayed.
 
 A node without a secret may only bind its workers to a loopback address (`require_secret`): the
 quick start and a single-machine trial keep working, and no worker is ever exposed unguarded.
@@ -35,6 +36,18 @@ WORKER_SECRET_ENV = "MODELPORT_WORKER_SECRET"  # noqa: S105 - a variable name, n
 def configured(value: SecretStr | None) -> str | None:
     """The setting's value; an empty one counts as unset."""
     return (value.get_secret_value() or None) if value is not None else None
+
+
+def worker_key(root: str, node: str, key_id: str) -> str:
+    """The bearer key of one worker launch; only holders of `root` can compute it."""
+    message = f"modelport-worker-key:{node}:{key_id}".encode()
+    return hmac.new(root.encode(), message, hashlib.sha256).hexdigest()
+
+
+def local_root(secret_key: str) -> str:
+    """The root of a host's own workers' keys: shared by the processes of one installation
+    (they read the same secret key), useless for decrypting anything."""
+    return hmac.new(secret_key.encode(), b"modelport-local-workers", hashlib.sha256).hexdigest()
 
 
 def proof(secret: str, node_id: str) -> str:

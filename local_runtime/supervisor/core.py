@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from gateway.cluster.secret import WORKER_SECRET_ENV
+from gateway.cluster.secret import WORKER_SECRET_ENV, worker_key
 from gateway.db.crud import instances as crud
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.model_info import ServedModel
@@ -37,6 +38,7 @@ from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError, resolve
 from local_runtime.spec import LaunchSpec, ResolvedSpec
 from local_runtime.supervisor import placement
+from local_runtime.supervisor.environ import worker_environ
 from local_runtime.supervisor.instance import Instance, Replica
 from local_runtime.supervisor.logs import BoundedLog
 from local_runtime.supervisor.options import SupervisorOptions, UidTaken, UnknownInstance
@@ -85,9 +87,10 @@ class Supervisor(Upkeep):
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Find the local channel, then restore persisted launches (they load in the background)."""
-        secret = self.options.worker_secret
-        headers = {"Authorization": f"Bearer {secret}"} if secret else None
-        self._http = httpx.AsyncClient(trust_env=False, headers=headers)
+        # each worker launch gets its own key under this root (gateway.cluster.secret); without
+        # a root from the gateway (a node's cluster secret, the host's secret key), a random one
+        self._key_root = self.options.worker_key_root or secrets.token_hex(32)
+        self._http = httpx.AsyncClient(trust_env=False)
         async with self.sessions() as session:
             self._channel_id = (await ensure_local_channel(session)).id or 0
         # The UIDs are registered (status "loading") before the server takes requests, so none
@@ -283,7 +286,7 @@ class Supervisor(Upkeep):
         return rep
 
     def _env(self, rep: Replica) -> dict[str, str]:
-        env = dict(os.environ)
+        env = worker_environ(os.environ)
         env.update(
             {
                 "MODELPORT_HOME": str(self.home),
@@ -298,11 +301,20 @@ class Supervisor(Upkeep):
                 env[name] = os.environ[name]
         env.update(self.options.worker_env)
         env.pop(WORKER_SECRET_ENV, None)
-        if self.options.worker_secret:
-            env[WORKER_SECRET_ENV] = self.options.worker_secret
+        if rep.key:
+            env[WORKER_SECRET_ENV] = rep.key
         return env
 
     async def _start_all(self, inst: Instance) -> None:
+    def _new_key(self, rep: Replica) -> None:
+        """A fresh key for this start of the replica: a key seen by anyone (a captured request)
+        stops working when the worker restarts, and opens no other worker."""
+        if not self.options.worker_keys:
+            rep.set_key("", None)
+            return
+        key_id = secrets.token_hex(8)
+        rep.set_key(key_id, worker_key(self._key_root, self.node, key_id))
+
         """Start every replica at once; if one fails, stop them all and raise its reason."""
         inst.state = "loading"
         inst.progress = {"stage": "loading", "replicas_ready": 0, "replicas": len(inst.replicas)}
@@ -345,9 +357,11 @@ class Supervisor(Upkeep):
             rep.set_port(free_port())
         rep.status = "loading"
         rep.worker = WorkerProcess(
+        self._new_key(rep)
             spec_path=inst.spec_path,
             port=rep.port,
             env=self._env(rep),
+            key=rep.key,
             log=rep.log,
             error_exit_grace_s=self.options.error_exit_grace_s,
             host=self.options.worker_host,

@@ -43,6 +43,13 @@ class Replica:
     requests: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
+    key_id: str = ""  # names this start's worker key (gateways holding the root derive it)
+    key: str | None = field(default=None, repr=False)
+
+    def set_key(self, key_id: str, key: str | None) -> None:
+        """The worker's key for this start; the endpoint sends it as its bearer."""
+        self.key_id, self.key = key_id, key
+        self.endpoint.api_key = key
 
     def set_port(self, port: int) -> None:
         """A new port (the old one was taken while the worker was down); the endpoint follows."""
@@ -56,6 +63,7 @@ class Replica:
             "status": self.status,
             "pid": self.worker.pid if running and self.worker else None,
             "port": self.port,
+            "key_id": self.key_id,
             "gpus": self.gpus,
             "rss_bytes": self.health.get("rss_bytes") if running else None,
             "uptime_s": round(now - self.ready_since, 1) if self.ready_since and running else None,

@@ -38,7 +38,9 @@ class SupervisorOptions:
     # where workers listen: loopback under `serve`; a GPU node (`modelport node`) binds the address
     # the gateway reaches it on
     worker_host: str = "127.0.0.1"
-    # a GPU node's cluster secret: its workers then refuse requests without it (worker.auth)
-    worker_secret: str | None = field(default=None, repr=False)
+    # the root of every worker launch's own key (gateway.cluster.secret.worker_key): a node's
+    # cluster secret, the host's key under `serve`; None draws a random one
+    worker_key_root: str | None = field(default=None, repr=False)
+    worker_keys: bool = True  # False only for a node without a cluster secret (loopback trial)
     # more environment for every worker (the gateway's image-link key and lifetime)
     worker_env: dict[str, str] = field(default_factory=dict, repr=False)

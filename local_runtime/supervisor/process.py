@@ -84,8 +84,10 @@ class WorkerProcess:
         log: BoundedLog,
         error_exit_grace_s: float = 30.0,
         host: str = "127.0.0.1",
+        key: str | None = None,
     ) -> None:
         self.host = host
+        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
         self.spec_path = spec_path
         self.port = port
         self.env = env
@@ -165,7 +167,7 @@ class WorkerProcess:
     async def health(self, client: httpx.AsyncClient, limit_s: float) -> dict[str, Any] | None:
         """/health, or None when the worker does not answer in time."""
         try:
-            resp = await client.get(f"{self.url}/health", timeout=limit_s)
+            resp = await client.get(f"{self.url}/health", timeout=limit_s, headers=self._auth)
             body = resp.json()
         except (httpx.HTTPError, ValueError):
             return None

@@ -41,9 +41,9 @@ Start::
 - Streams are SSE `data: {...}\\n\\n` frames ending in `data: [DONE]\\n\\n`; with
   `stream_options.include_usage` the last chunk before [DONE] carries `usage`. An error after the
   first byte is sent as a `data: {"error": {...}}` frame.
-- With MODELPORT_WORKER_SECRET in its environment (a GPU node's workers: the cluster secret,
+- With MODELPORT_WORKER_SECRET in its environment (every supervisor sets one per launch:
   gateway.cluster.secret), every request, /health included, needs `Authorization: Bearer
-  <secret>`, else 401 with code "invalid_cluster_secret".
+  <key>`, else 401 with code "invalid_worker_key".
 - Overload (an engine's queue bound) answers 429 with code "rate_limit_exceeded" and
   `Retry-After: 1`.
 - `engine_options.http_fronts: N` (embeddings and rerank engines): N HTTP front processes hold

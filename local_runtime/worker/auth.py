@@ -1,10 +1,11 @@
-"""The worker's check of the cluster secret (a GPU node's workers; see gateway.cluster.secret).
+"""The worker's check of its key (gateway.cluster.secret says how keys are made).
 
-Under `modelport serve` workers listen on loopback for their own gateway and check nothing. A
-node's supervisor starts them with MODELPORT_WORKER_SECRET, and then every request, /health
-included, must carry `Authorization: Bearer <secret>`: the gateways send it, and the supervisor
-sends it on its health checks. A plain ASGI wrapper rather than Starlette middleware: it is on the
-hot path and streams must pass through untouched.
+Every supervisor starts its workers with their own key in MODELPORT_WORKER_SECRET (a loopback
+worker under `modelport serve` too: any local process could otherwise use the models without
+auth, quota or logs), and then every request, /health included (it names the pid, memory and
+load), must carry `Authorization: Bearer <key>`: the gateways send it, and the supervisor sends it
+on its health checks. A plain ASGI wrapper rather than Starlette middleware: it is on the hot path
+and streams must pass through untouched.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from local_runtime.worker.errors import error_body
 __all__ = ["WORKER_SECRET_ENV", "RequireSecret"]
 
 _MESSAGE = (
-    "this worker belongs to a modelport node and answers only its gateways: send "
-    "Authorization: Bearer <MODELPORT_CLUSTER_SECRET>, or call the gateway instead"
+    "this worker answers only its modelport gateways (Authorization: Bearer <the worker's own "
+    "key>): call the gateway instead, with an API key"
 )
 
 
@@ -30,7 +31,7 @@ class RequireSecret:
     def __init__(self, app: ASGIApp, secret: str) -> None:
         self.app = app
         self._expected = b"Bearer " + secret.encode()
-        body = error_body(_MESSAGE, status=401, code="invalid_cluster_secret")
+        body = error_body(_MESSAGE, status=401, code="invalid_worker_key")
         body["error"]["type"] = "authentication_error"
         self._refusal = orjson.dumps(body)
 

@@ -137,8 +137,11 @@ def test_embeddings_share_two_replicas(gw: Gateway, client: openai.OpenAI) -> No
     replicas = gw.api("GET", "/api/runtime/instances/minilm")["replicas"]
     assert len(replicas) == 2
     served = []
+    keys = {r.port: r.key for r in gw.app.state.runtime._instances["minilm"].replicas}
     for rep in replicas:
-        health = httpx.get(f"http://127.0.0.1:{rep['port']}/health", timeout=10).json()
+        own = {"Authorization": f"Bearer {keys[rep['port']]}"}  # each worker has its own key
+        health = httpx.get(f"http://127.0.0.1:{rep['port']}/health", headers=own, timeout=10)
+        health = health.json()
         assert health["status"] == "ready" and health["pid"] == rep["pid"]
         served.append(health["batching"]["items_run"])
     assert all(n > 0 for n in served), served  # both worker processes computed embeddings

@@ -125,10 +125,10 @@ class Node(Proc):
         home.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id
         args = [
-            MODELPORT, "node", "--gateway", gateway, "--node-token", token, "--node-id", node_id,
+            MODELPORT, "node", "--gateway", gateway, "--node-id", node_id,
             "--advertise-host", "127.0.0.1", "--bind-host", bind_host, "--home", str(home),
         ]  # fmt: skip
-        env = {"MODELPORT_LOG_FORMAT": "text", "HF_HUB_OFFLINE": "1"}
+        env = {"MODELPORT_LOG_FORMAT": "text", "HF_HUB_OFFLINE": "1", "MODELPORT_NODE_TOKEN": token}
         if secret is not None:
             env["MODELPORT_CLUSTER_SECRET"] = secret
         super().__init__(args, env, home / "node.log")
@@ -150,3 +150,26 @@ def ready_nodes(gw: Any, uid: str) -> set[str]:
         for rec in gw.api("GET", "/api/nodes")
         if any(w["uid"] == uid for w in rec["workers"])
     }
+
+
+def beat(
+    url: str,
+    token: str,
+    record: dict[str, Any],
+    *,
+    secret: str | None = None,
+    now: float | None = None,
+    raw: bytes | None = None,
+) -> httpx.Response:
+    """One heartbeat as `modelport node` signs it (gateway.cluster.heartbeat)."""
+    import orjson
+
+    from gateway.cluster import heartbeat
+
+    body = raw if raw is not None else orjson.dumps(record)
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        **heartbeat.headers(secret or token, body, with_secret=secret is not None, now=now),
+    }
+    return httpx.post(f"{url}{heartbeat.PATH}", content=body, headers=headers, timeout=60)

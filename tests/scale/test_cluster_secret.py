@@ -1,7 +1,8 @@
 """The cluster secret between gateways and GPU nodes (gateway.cluster.secret), with real
-`modelport node` processes: a node's workers refuse callers without the secret, the gateway that
-holds it relays to them (official openai client), a node with another secret is refused at its
-heartbeat, and a node without one will not expose its workers beyond loopback."""
+`modelport node` processes: a node's workers refuse callers without their own derived key (the
+secret itself opens nothing), the gateway that holds the secret derives it and relays to them
+(official openai client), a node with another secret is refused at its heartbeat, and a node
+without one will not expose its workers beyond loopback."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cluster.secret import PROOF_HEADER, proof, require_secret
+from gateway.cluster.secret import require_secret, worker_key
 from tests.conftest import Gateway
-from tests.scale.procs import Node, connected, ready_nodes, wait_for
+from tests.scale.procs import Node, beat, connected, ready_nodes, wait_for
 from tests.support.starter_models import MINILM_MISSING, SMOLLM2_MISSING, minilm_dir, smollm2_gguf
 
 MODEL = "smollm2-135m-instruct"
@@ -52,28 +53,22 @@ def test_only_loopback_addresses_may_go_without_a_secret():
         require_secret(host, SECRET)
 
 
-def test_the_heartbeat_must_prove_the_gateways_secret(make_gateway):
+def test_the_heartbeat_must_be_signed_with_the_gateways_secret(make_gateway):
     gw = make_gateway(node_token=NODE_TOKEN, cluster_secret=SECRET)
-    url = f"{gw.url}/api/nodes/heartbeat"
-    auth = {"Authorization": f"Bearer {NODE_TOKEN}"}
     body = {"node_id": "x"}
 
-    r = httpx.post(url, json=body, headers=auth)
+    r = beat(gw.url, NODE_TOKEN, body)  # signed with the token only: no secret on the node
     assert r.status_code == 401
     assert "requires the cluster secret" in r.json()["message"]
-    wrong = {**auth, PROOF_HEADER: proof("some-other-secret", "x")}
-    r = httpx.post(url, json=body, headers=wrong)
+    r = beat(gw.url, NODE_TOKEN, body, secret="some-other-secret")
     assert r.status_code == 401 and "different cluster secret" in r.json()["message"]
-    stolen = {**auth, PROOF_HEADER: proof(SECRET, "y")}  # a proof is bound to its node id
-    assert httpx.post(url, json=body, headers=stolen).status_code == 401
     assert "x" not in {n["node_id"] for n in gw.api("GET", "/api/nodes")}
 
-    right = {**auth, PROOF_HEADER: proof(SECRET, "x")}
-    r = httpx.post(url, json=body, headers=right)
+    r = beat(gw.url, NODE_TOKEN, body, secret=SECRET)
     assert r.status_code == 200 and r.json()["success"] is True
 
     plain = make_gateway(node_token=NODE_TOKEN)
-    r = httpx.post(f"{plain.url}/api/nodes/heartbeat", json=body, headers=right)
+    r = beat(plain.url, NODE_TOKEN, body, secret=SECRET)
     assert r.status_code == 401 and "this gateway has none" in r.json()["message"]
 
 
@@ -92,18 +87,23 @@ def test_workers_answer_only_the_gateways(make_gateway, tmp_path: Path, nodes: l
     assert SECRET not in str(record)
 
     call = {"model": "chat", "messages": MSG}
-    for headers in ({}, {"Authorization": "Bearer not-the-secret"}, {"Authorization": SECRET}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-the-secret"},
+        {"Authorization": f"Bearer {SECRET}"},  # the cluster secret itself opens nothing
+        {"Authorization": f"Bearer {worker_key(SECRET, 'z', record['workers'][0]['key_id'])}"},
+    ):
         r = httpx.post(f"{base_url}/chat/completions", json=call, headers=headers)
         assert r.status_code == 401, r.text
         error = r.json()["error"]
         assert error["type"] == "authentication_error"
-        assert error["code"] == "invalid_cluster_secret"
-        assert "MODELPORT_CLUSTER_SECRET" in error["message"]
+        assert error["code"] == "invalid_worker_key"
+        assert "call the gateway instead" in error["message"]
     health = f"{base_url.removesuffix('/v1')}/health"
     assert httpx.get(health).status_code == 401
-    secret = {"Authorization": f"Bearer {SECRET}"}
-    assert httpx.get(health, headers=secret).json()["status"] == "ready"
-    assert httpx.post(f"{base_url}/chat/completions", json=call, headers=secret).status_code == 200
+    own = {"Authorization": f"Bearer {worker_key(SECRET, 'a', record['workers'][0]['key_id'])}"}
+    assert httpx.get(health, headers=own).json()["status"] == "ready"
+    assert httpx.post(f"{base_url}/chat/completions", json=call, headers=own).status_code == 200
 
     client = gw.openai(gw.create_token(name="user"))
     assert client.chat.completions.create(model="chat", messages=MSG).choices[0].message.content
@@ -143,10 +143,10 @@ def test_http_fronts_of_a_node_worker_check_the_secret_too(
 
     call = {"model": "emb", "input": ["hello"]}
     r = httpx.post(f"{base_url}/embeddings", json=call)
-    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_cluster_secret"
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_worker_key"
     assert r.headers.get("x-modelport-front") is None  # refused before the front's own route
-    secret = {"Authorization": f"Bearer {SECRET}"}
-    r = httpx.post(f"{base_url}/embeddings", json=call, headers=secret)
+    own = {"Authorization": f"Bearer {worker_key(SECRET, 'a', record['workers'][0]['key_id'])}"}
+    r = httpx.post(f"{base_url}/embeddings", json=call, headers=own)
     assert r.status_code == 200 and r.headers["x-modelport-front"] == "0"
 
     client = gw.openai(gw.create_token(name="user"))

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.conftest import Gateway
-from tests.scale.procs import Node, connected, ready_nodes, wait_for
+from tests.scale.procs import Node, beat, connected, ready_nodes, wait_for
 from tests.support.starter_models import SMOLLM2_MISSING, smollm2_gguf
 
 pytestmark = pytest.mark.skipif(smollm2_gguf() is None, reason=SMOLLM2_MISSING)
@@ -43,27 +43,13 @@ def _channels(gw: Gateway, token: str) -> Counter[str]:
 def test_heartbeat_needs_a_node_token(gateway):
     r = httpx.post(f"{gateway.url}/api/nodes/heartbeat", json={"node_id": "x"})
     assert r.status_code == 401
-    r = httpx.post(
-        f"{gateway.url}/api/nodes/heartbeat",
-        json={"node_id": "x"},
-        headers={"Authorization": "Bearer nt-wrong"},
-    )
-    assert r.status_code == 401
-    issued = gateway.api("POST", "/api/nodes/tokens", json={"name": "gpu-1"})["token"]
-    r = httpx.post(
-        f"{gateway.url}/api/nodes/heartbeat",
-        json={"node_id": "x"},
-        headers={"Authorization": f"Bearer {issued}"},
-    )
+    assert beat(gateway.url, "nt-wrong", {"node_id": "x"}).status_code == 401
+    issued = gateway.api("POST", "/api/nodes/tokens", json={"name": "x"})["token"]
+    r = beat(gateway.url, issued, {"node_id": "x"})
     assert r.status_code == 200 and r.json()["data"]["desired"] == []
     assert "x" in {n["node_id"] for n in gateway.api("GET", "/api/nodes")}
-    gateway.api("DELETE", "/api/nodes/tokens/gpu-1")
-    r = httpx.post(
-        f"{gateway.url}/api/nodes/heartbeat",
-        json={"node_id": "x"},
-        headers={"Authorization": f"Bearer {issued}"},
-    )
-    assert r.status_code == 401
+    gateway.api("DELETE", "/api/nodes/tokens/x")
+    assert beat(gateway.url, issued, {"node_id": "x"}).status_code == 401
 
 
 def test_two_nodes_share_a_uid_and_a_killed_node_fails_over(cluster):
