@@ -26,6 +26,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def current_caller(request: Request) -> Caller:
+    known: Caller | None = getattr(request.state, "caller", None)
+    if known is not None:  # already authenticated from the headers (relay UploadRoute)
+        return known
     client = request.client.host if request.client else None
     caller: Caller = await request.app.state.auth.authenticate(
         request.headers.get("authorization"), client

@@ -5,8 +5,11 @@ Headers: more than `max_headers` of them, or more than `max_header_bytes` in tot
 (uvicorn's own h11 limit bounds a single incomplete header block before we see it).
 
 Bodies over the limit are refused with 413 before they are read whole: at once when
-Content-Length says so, or as soon as a chunked body crosses the limit. Compressed request bodies
-are refused (415): the gateway never inflates what a client sends, so no decompression bomb.
+Content-Length says so, or as soon as a chunked body crosses the limit. The limit belongs to the
+route, not to what the client says it sends: only the upload routes (`upload_paths`) get
+`max_upload`; a multipart Content-Type on any other route still gets `max_json` (it once lifted a
+JSON route's limit to the upload limit). Compressed request bodies are refused (415): the gateway
+never inflates what a client sends, so no decompression bomb.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class GatewayMiddleware:
         *,
         max_json: int,
         max_upload: int,
+        upload_paths: tuple[str, ...] = (),
         max_headers: int = 100,
         max_header_bytes: int = 32 * 1024,
         metrics: Metrics | None = None,
@@ -48,6 +52,7 @@ class GatewayMiddleware:
         self.app = app
         self.max_json = max_json
         self.max_upload = max_upload
+        self.upload_paths = upload_paths
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
         self.metrics = metrics
@@ -123,8 +128,8 @@ class GatewayMiddleware:
                 "unsupported_content_encoding",
             )
             return
-        ctype = headers.get(b"content-type", b"")
-        limit = self.max_upload if ctype.startswith(b"multipart/") else self.max_json
+        path: str = scope["path"]
+        limit = self.max_upload if path.startswith(self.upload_paths) else self.max_json
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _reply(send_with_id, 413, _too_large(limit), "request_too_large")

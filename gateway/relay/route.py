@@ -6,11 +6,16 @@ generic machinery (dependency solving, re-walking the routes, reading the body a
 then validating the dict) among the largest parts of it. Every relay endpoint has the same shape --
 `(body: SomeRequest, request: Request, caller: Caller, relay: RelayService)` -- so this class
 resolves the parameters once, when the route is built, and per request does only: authenticate,
-read the body, validate it with pydantic-core straight from the bytes, call the endpoint.
+check the Content-Type, read the body, validate it with pydantic-core straight from the bytes,
+call the endpoint.
 Validation errors become FastAPI's own RequestValidationError, so the app's one handler still
 words them.
 
 An endpoint with any other parameter is refused at import time rather than served wrongly.
+
+`UploadRoute` (the multipart audio endpoints) keeps FastAPI's generic handler but authenticates
+from the headers first: FastAPI reads and spools the whole form before it solves dependencies,
+so a caller without a key could make the gateway take in 64 MiB before its 401.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from starlette.responses import Response
 
 from gateway.auth.tokens import Caller
 from gateway.deps import current_caller
+from gateway.errors import InvalidRequest
 from gateway.relay.service import RelayService
 
 
@@ -58,6 +64,7 @@ class RelayRoute(APIRoute):
             # nothing about the body's shape.
             if caller_name:
                 kwargs[caller_name] = await current_caller(request)
+            _require_json(request)
             try:
                 kwargs[body_name] = validate(await request.body())
             except ValidationError as exc:
@@ -71,5 +78,37 @@ class RelayRoute(APIRoute):
                 kwargs[relay_name] = request.app.state.relay
             response: Response = await endpoint(**kwargs)
             return response
+
+        return handle
+
+
+def _require_json(request: Request) -> None:
+    """A JSON route reads JSON: any other declared Content-Type is refused (415) rather than
+    parsed as JSON anyway. No Content-Type at all is taken as JSON, as FastAPI does."""
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        return
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    raise InvalidRequest(
+        f"this endpoint takes a JSON body; Content-Type {media!r} is not accepted: "
+        "send 'Content-Type: application/json'",
+        status=415,
+        code="unsupported_media_type",
+    )
+
+
+class UploadRoute(APIRoute):
+    """FastAPI's route, with the caller authenticated before any of the body is read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            await current_caller(request)  # the CallerDep then reuses request.state.caller
+            return await handler(request)
 
         return handle

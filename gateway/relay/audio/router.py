@@ -1,4 +1,5 @@
-"""Speech to text. The multipart body is parsed as it streams in: file parts are spooled to disk
+"""Speech to text. The caller is authenticated from the headers before any of the body is read
+(UploadRoute). The multipart body is then parsed as it streams in: file parts are spooled to disk
 past 1 MB (never held whole in memory), then re-sent upstream from the spool, so model mapping
 applies and a retry can replay the upload."""
 
@@ -13,10 +14,11 @@ from starlette.responses import Response
 from gateway.deps import CallerDep, RelayDep
 from gateway.errors import InvalidRequest
 from gateway.relay.bounds import ModelName
+from gateway.relay.route import UploadRoute
 from gateway.relay.service import RelayCall
 from gateway.upstreams.base import UploadPart, UpstreamRequest
 
-router = APIRouter()
+router = APIRouter(route_class=UploadRoute)
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 
