@@ -20,7 +20,6 @@ from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
 from gateway.admin_api import channels as admin_channels
-from gateway.admin_api import imports as admin_imports
 from gateway.admin_api import logs as admin_logs
 from gateway.admin_api import prices as admin_prices
 from gateway.admin_api import status as admin_status
@@ -41,7 +40,6 @@ from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.monitor import ChannelMonitor
 from gateway.relay.audio.router import router as audio_router
-from gateway.relay.audio.speech_router import router as speech_router
 from gateway.relay.chat.router import router as chat_router
 from gateway.relay.completions.router import router as completions_router
 from gateway.relay.dispatch import Dispatcher
@@ -76,7 +74,7 @@ STATUS_CODES = {
 
 # The routes that take file uploads (MODELPORT_MAX_UPLOAD_BYTES); every other route's body is
 # held to MODELPORT_MAX_BODY_BYTES whatever its Content-Type says.
-UPLOAD_PATHS = ("/v1/audio/", "/ui/playground/transcribe")
+UPLOAD_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations", "/ui/playground/transcribe")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -222,7 +220,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embeddings_router,
         rerank_router,
         audio_router,
-        speech_router,
         images_router,
         models_router,
     ):
@@ -237,7 +234,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_logs.router,
         admin_prices.prices_router,
         admin_prices.options_router,
-        admin_imports.router,
         rotation.router,
     ):
         api.include_router(r, dependencies=[Depends(require_admin)])
