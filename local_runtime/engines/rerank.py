@@ -7,8 +7,9 @@ Request (Jina/Cohere shape): `{model, query, documents: [str | {"text": str}], t
 return_documents?}`. Every document is scored; results come best first, cut to `top_n` when
 given. FastGPT sends neither `top_n` nor `return_documents` and orders documents by their place
 in `results`, so all documents must come back sorted. `return_documents` defaults to false
-(Cohere, Xinference); true adds `document: {"text"}`. Usage is in both spellings FastGPT and
-OpenAI-style clients read: `meta.tokens.input_tokens` and `usage.prompt_tokens`.
+(Cohere, Xinference); each result's `document` is null then, `{"text"}` when true (Xinference's
+`DocumentObj`). Usage is in both spellings FastGPT and OpenAI-style clients read:
+`meta.tokens.input_tokens` and `usage.prompt_tokens`.
 
 Each (query, document) pair is one item for the micro-batcher, so one request with 100 documents
 and ten requests with 10 each all run as full batches.
@@ -75,10 +76,8 @@ def rerank_response(
     order = sorted(range(len(texts)), key=lambda i: -scores[i])
     results: list[dict[str, Any]] = []
     for i in order[:top_n] if top_n else order:
-        item: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
-        if return_documents:
-            item["document"] = {"text": texts[i]}
-        results.append(item)
+        document = {"text": texts[i]} if return_documents else None
+        results.append({"index": i, "relevance_score": float(scores[i]), "document": document})
     tokens = int(sum(counts))
     return {
         "id": str(uuid.uuid4()),

@@ -7,6 +7,7 @@ from gateway.billing.tokenizer import count_text
 from gateway.deps import CallerDep, RelayDep
 from gateway.relay.common import json_call
 from gateway.relay.rerank.protocol import RerankRequest
+from gateway.relay.rerank.service import xinference_shape
 from gateway.relay.route import RelayRoute
 
 router = APIRouter(route_class=RelayRoute)
@@ -30,4 +31,10 @@ async def rerank(
         model=body.model,
         estimate_prompt=lambda: _estimate(body),
     )
-    return await relay.run(call)
+    response = await relay.run(call)
+    if response.status_code != 200:
+        return response
+    shaped = xinference_shape(bytes(response.body), body)
+    if shaped is None:
+        return response
+    return Response(shaped, media_type="application/json")
