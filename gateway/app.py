@@ -40,6 +40,7 @@ from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.monitor import ChannelMonitor
 from gateway.relay.audio.router import router as audio_router
+from gateway.relay.audio.speech_router import router as speech_router
 from gateway.relay.chat.router import router as chat_router
 from gateway.relay.completions.router import router as completions_router
 from gateway.relay.dispatch import Dispatcher
@@ -220,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embeddings_router,
         rerank_router,
         audio_router,
+        speech_router,
         images_router,
         models_router,
     ):

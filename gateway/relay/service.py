@@ -38,7 +38,7 @@ from gateway.logging import note
 from gateway.metrics import Metrics
 from gateway.relay.bounds import reported_tokens
 from gateway.relay.dispatch import Dispatcher, Outcome
-from gateway.relay.streaming import RelayStream, StreamResult, relay_events
+from gateway.relay.streaming import RelayStream, StreamResult, relay_bytes, relay_events
 from gateway.upstreams.base import UpstreamRequest
 
 log = logging.getLogger("modelport.relay")
@@ -70,6 +70,10 @@ def usage_of(obj: dict[str, Any]) -> tuple[int | None, int | None]:
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
     return reported_tokens(prompt), reported_tokens(completion)
+
+
+def _header(headers: dict[str, str], name: str, default: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), default)
 
 
 def _storable(text: str) -> str:
@@ -292,14 +296,25 @@ class RelayService:
 
         assert o.response.stream is not None and o.first_chunk is not None
         result = StreamResult()
-        events = relay_events(
-            o.first_chunk,
-            o.response.stream,
-            strip_usage_only=injected,
-            on_done=done,
-            result=result,
-            max_bytes=self.max_stream_bytes,
-        )
+        media_type = "text/event-stream"
+        if req.raw_stream:  # audio bytes: forwarded as they come, under the upstream's type
+            media_type = _header(o.response.headers, "content-type", "application/octet-stream")
+            events = relay_bytes(
+                o.first_chunk,
+                o.response.stream,
+                on_done=done,
+                result=result,
+                max_bytes=self.max_stream_bytes,
+            )
+        else:
+            events = relay_events(
+                o.first_chunk,
+                o.response.stream,
+                strip_usage_only=injected,
+                on_done=done,
+                result=result,
+                max_bytes=self.max_stream_bytes,
+            )
         self.open_streams += 1
         self._drained.clear()
         return RelayStream(
@@ -308,7 +323,7 @@ class RelayService:
             on_closed=closed,
             upstream_close=o.response.close,
             tasks=self._cleanups,
-            media_type="text/event-stream",
+            media_type=media_type,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 

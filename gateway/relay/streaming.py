@@ -172,6 +172,41 @@ async def relay_events(
             on_done(result)
 
 
+async def relay_bytes(
+    first: bytes,
+    rest: AsyncIterator[bytes],
+    *,
+    on_done: Callable[[StreamResult], Awaitable[None] | None],
+    result: StreamResult,
+    max_bytes: int = 0,
+) -> AsyncIterator[bytes]:
+    """A raw byte stream (synthesized audio) forwarded chunk by chunk, nothing in it parsed.
+
+    Audio has no error frame: a failure mid-stream can only end it early; the usage row says why.
+    """
+    reported = False
+    try:
+        chunk = first
+        while True:
+            result.bytes_sent += len(chunk)
+            yield chunk
+            if max_bytes and result.bytes_sent > max_bytes:
+                result.error = f"upstream stream exceeded {max_bytes} bytes (cut)"
+                return
+            try:
+                chunk = await rest.__anext__()
+            except StopAsyncIteration:
+                break
+        result.done = True
+        reported = True
+        await await_release(on_done(result))
+    except UpstreamUnavailable as exc:
+        result.error = f"stream interrupted: {exc}"
+    finally:
+        if not reported:
+            on_done(result)
+
+
 class RelayStream(StreamingResponse):
     """A streaming response that always reports its end once and frees the upstream."""
 

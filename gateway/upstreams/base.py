@@ -29,6 +29,7 @@ SURFACE_PATHS: dict[str, str] = {
     "rerank": "/rerank",
     "transcriptions": "/audio/transcriptions",
     "translations": "/audio/translations",
+    "speech": "/audio/speech",
     "images": "/images/generations",
 }
 
@@ -88,6 +89,9 @@ class UpstreamRequest:
     form: dict[str, str] | None = None
     files: list[UploadPart] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # extra headers to forward
+    # A 200 answer is streamed through as raw bytes whatever its type (synthesized audio), not
+    # read whole and not parsed as SSE.
+    raw_stream: bool = False
 
 
 @dataclass(slots=True)

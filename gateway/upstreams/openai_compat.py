@@ -111,7 +111,7 @@ class OpenAICompatUpstream:
             raise UpstreamUnavailable(redirect_refused(resp.status))
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
         is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
-        if resp.status == 200 and request.stream and is_sse:
+        if resp.status == 200 and request.stream and (is_sse or request.raw_stream):
             return UpstreamResponse(
                 status=resp.status,
                 headers=out_headers,
