@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway import __version__
 from gateway.admin_api import channels as admin_channels
+from gateway.admin_api import imports as admin_imports
 from gateway.admin_api import logs as admin_logs
 from gateway.admin_api import prices as admin_prices
 from gateway.admin_api import status as admin_status
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_logs.router,
         admin_prices.prices_router,
         admin_prices.options_router,
+        admin_imports.router,
         rotation.router,
     ):
         api.include_router(r, dependencies=[Depends(require_admin)])

@@ -342,6 +342,41 @@ def export_fastgpt(
         typer.echo(f"wrote {output}", err=True)
 
 
+import_app = typer.Typer(help="bring channels, tokens and prices over", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("one-api")
+def import_one_api(
+    db: Annotated[
+        str,
+        typer.Option(
+            help="One API's database: mysql://user:pass@host:3306/oneapi, "
+            "postgresql://user@host/oneapi, sqlite:///one-api.db, or its SQL_DSN"
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option(help="show what would be imported; change nothing")
+    ] = False,
+    url: UrlOpt = DEFAULT_URL,
+    admin_token: AdminOpt = None,
+) -> None:
+    """Channels, tokens (their sk- keys keep working), model ratios and quotas from One API."""
+    from gateway.migrate_oneapi.plan import make_plan
+    from gateway.migrate_oneapi.source import SourceError, read
+
+    try:
+        plan = make_plan(read(db))
+    except SourceError as exc:
+        fail(str(exc))
+    if dry_run:
+        show(plan.summary())
+        return
+    result = AdminClient(url, admin_token).call("POST", "/api/import/one-api", json=plan.payload())
+    result["notes"] = plan.notes + result.get("notes", [])
+    show(result)
+
+
 def _register_plugins() -> None:
     """Commands of optional packages (the local runtime's launch/list/terminate)."""
     import importlib

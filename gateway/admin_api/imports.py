@@ -1,0 +1,37 @@
+"""/api/import/one-api: the server half of `modelport import one-api` (the CLI reads One API's
+database and sends the plan here, so routes, token caches and prices refresh on every replica)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from gateway.admin_api.envelope import fail, json_body, ok
+from gateway.deps import SessionDep
+from gateway.migrate_oneapi.apply import import_channels, import_prices, import_tokens
+
+router = APIRouter(prefix="/import")
+
+
+@router.post("/one-api")
+async def import_one_api(request: Request, session: SessionDep) -> dict[str, Any]:
+    body = await json_body(request)
+    if not isinstance(body, dict) or not all(
+        isinstance(body.get(k, []), list) for k in ("channels", "tokens", "prices")
+    ):
+        return fail(
+            "send {channels: [...], tokens: [...], prices: [...]} (modelport import one-api)"
+        )
+    state = request.app.state
+    notes: list[str] = []
+    channels = await import_channels(session, body.get("channels", []), state.box, notes)
+    tokens = await import_tokens(session, body.get("tokens", []), notes)
+    prices = await import_prices(session, body.get("prices", []), state.prices, notes)
+    if channels:
+        await state.reload_routes()
+    if tokens:
+        state.auth.invalidate()
+    if prices:
+        await state.reload_prices()
+    return ok({"channels": channels, "tokens": tokens, "prices": prices, "notes": notes})

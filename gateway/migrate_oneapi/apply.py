@@ -1,0 +1,110 @@
+"""Write an import plan into modelport (server side, behind `POST /api/import/one-api`).
+
+Every row goes through the admin API's own validation (ChannelCreate, TokenCreate, PriceIn), so
+an imported channel or token is one an admin could have created. Imports are idempotent: a
+channel already carrying its One API id, or a token whose key is already known, is skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.admin_api.envelope import first_error
+from gateway.auth.keys import hash_key
+from gateway.billing.price_admin import PriceIn, completion_ratio, save_price
+from gateway.billing.prices import PriceBook
+from gateway.db.crud import channels as channel_crud
+from gateway.db.crud import tokens as token_crud
+from gateway.db.models import ChannelCreate, TokenCreate
+
+# kept from One API's row after creation (ChannelCreate/TokenCreate do not take them)
+CHANNEL_HISTORY = ("used_quota", "balance", "created_time", "test_time", "response_time")
+TOKEN_HISTORY = ("status", "created_time", "accessed_time", "used_quota")
+
+
+async def _imported_channel_ids(session: AsyncSession) -> set[int]:
+    ids = set()
+    for ch in await channel_crud.all_channels(session):
+        one_api_id = orjson.loads(ch.config or "{}").get("one_api_id")
+        if isinstance(one_api_id, int):
+            ids.add(one_api_id)
+    return ids
+
+
+async def import_channels(
+    session: AsyncSession, rows: list[dict[str, Any]], box: Any, notes: list[str]
+) -> int:
+    done = await _imported_channel_ids(session)
+    created = 0
+    for row in rows:
+        label = f"channel {row.get('one_api_id')} {row.get('name')!r}"
+        if row.get("one_api_id") in done:
+            notes.append(f"{label} was imported before: skipped")
+            continue
+        try:
+            data = ChannelCreate.model_validate({**row, "key": ""})
+        except ValidationError as exc:
+            notes.append(f"{label} not imported: {first_error(exc)}")
+            continue
+        (ch,) = await channel_crud.create_channels(session, data=data, box=box)
+        # the key as One API held it, whole: a newline in it is not a batch of keys here
+        ch.key_enc = box.encrypt(str(row.get("key") or "").strip())
+        for name in CHANNEL_HISTORY:
+            if name in row:
+                setattr(ch, name, row[name])
+        session.add(ch)
+        await session.commit()
+        created += 1
+    return created
+
+
+async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes: list[str]) -> int:
+    created = 0
+    for row in rows:
+        label = f"token {row.get('one_api_id')} {row.get('name')!r}"
+        key = str(row.get("key") or "")
+        if await token_crud.get_by_hash(session, hash_key(key)) is not None:
+            notes.append(f"{label}: its key is already a modelport token: skipped")
+            continue
+        try:
+            data = TokenCreate.model_validate(row)
+        except ValidationError as exc:
+            notes.append(f"{label} not imported: {first_error(exc)}")
+            continue
+        token, _ = await token_crud.create_token(session, data=data, key=key)
+        for name in TOKEN_HISTORY:
+            if name in row:
+                setattr(token, name, row[name])
+        session.add(token)
+        await session.commit()
+        created += 1
+    return created
+
+
+async def import_prices(
+    session: AsyncSession, rows: list[dict[str, Any]], book: PriceBook, notes: list[str]
+) -> int:
+    """A ratio becomes the input price; the output price is input x the model's stored
+    CompletionRatio, else x the completion ratio of the price it has now (litellm's default),
+    as One API falls back to its built-in completion ratios."""
+    saved = 0
+    for row in rows:
+        model, usd_in = str(row.get("model") or ""), row.get("input")
+        cr = row.get("completion_ratio")
+        if cr is None:
+            cr = completion_ratio(book.get(model))
+        if not isinstance(usd_in, int | float) or not isinstance(cr, int | float):
+            notes.append(f"price of {model!r} not imported: input and completion_ratio are numbers")
+            continue
+        try:
+            price = PriceIn(model=model, input=usd_in, output=usd_in * cr)
+        except ValidationError as exc:
+            notes.append(f"price of {model!r} not imported: {first_error(exc)}")
+            continue
+        await save_price(session, price)
+        saved += 1
+    return saved

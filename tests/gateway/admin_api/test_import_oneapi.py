@@ -1,0 +1,157 @@
+"""`modelport import one-api`: a One API database (its gorm schema, tests/support/oneapi_db.py)
+on SQLite, MariaDB and PostgreSQL becomes modelport channels, tokens and prices, and an imported
+key is used with the official `openai` client.
+
+One API facts relied on: model/token.go (key char(48) stored without `sk-`, remain_quota,
+unlimited_quota, expired_time -1 = never, status 1..4), middleware/auth.go TokenAuth (clients send
+`sk-<key>` or the bare key), model/user.go (a token's group is its user's), model/option.go
+(ModelRatio/CompletionRatio/GroupRatio/QuotaPerUnit options), relay/billing/ratio/model.go
+(ratio 1 = 0.002 USD / 1K tokens), relay/channeltype/define.go and url.go (types, base URLs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from gateway.cli import app as cli
+from gateway.migrate_oneapi.source import sqlalchemy_url
+from tests.conftest import ADMIN_TOKEN
+from tests.support import oneapi_db
+
+MSG = [{"role": "user", "content": "hi"}]
+MARIADB = os.environ.get("MODELPORT_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    import pymysql
+
+    name = f"oneapi_{secrets.token_hex(4)}"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        yield f"{MARIADB}/{name}"
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def oneapi_url(request, tmp_path, fake_upstream) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'one-api.db'}"
+    elif request.param == "mariadb":
+        url = request.getfixturevalue("mariadb_url")
+    else:
+        url = request.getfixturevalue("pg_url")
+    oneapi_db.create(url, fake_upstream.url)
+    return url.replace("mysql+pymysql://", "mysql://").replace(
+        "postgresql+psycopg://", "postgres://"
+    )
+
+
+def run_import(gateway, db: str, *extra: str) -> dict:
+    args = ["import", "one-api", "--db", db, "--url", gateway.url, "--admin-token", ADMIN_TOKEN]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_import_and_use_the_keys(gateway, oneapi_url):
+    out = run_import(gateway, oneapi_url)
+    assert (out["channels"], out["tokens"], out["prices"]) == (5, 4, 2)
+    notes = "\n".join(out["notes"])
+    assert "channel 4 'ernie' not imported: One API type 15" in notes
+    assert "One API type 2 (API2D) becomes type 8 Custom" in notes
+    assert "ability (default, qwen-old) of channel 2" in notes
+    assert "group ratio vip=0.8" in notes
+    assert "'bob' is disabled" in notes
+    assert ALICE not in json.dumps(out)  # keys never printed
+
+    channels = {c["name"]: c for c in gateway.api("GET", "/api/channel/", params={"page_size": 50})}
+    assert channels["azure"]["type"] == 3 and channels["azure"]["other"] == "2024-02-15-preview"
+    assert (
+        channels["api2d"]["type"] == 8
+        and channels["api2d"]["base_url"] == "https://oa.api2d.net/v1"
+    )
+    assert channels["api2d"]["status"] == 2
+    assert channels["qwen cloud"]["base_url"] == "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    assert channels["qwen cloud"]["status"] == 3 and channels["qwen cloud"]["weight"] == 5
+    assert channels["openai"]["used_quota"] == 123456 and channels["openai"]["balance"] == 12.5
+    assert channels["openai"]["group"] == "default,vip"
+
+    tokens = {t["name"]: t for t in gateway.api("GET", "/api/token/", params={"page_size": 50})}
+    alice = tokens["alice-app"]
+    assert (alice["remain_quota"], alice["used_quota"], alice["unlimited_quota"]) == (
+        250_000,
+        750_000,
+        False,
+    )
+    assert alice["group"] == "vip" and alice["models"] == "qwen2.5-7b-instruct"
+    assert tokens["root"]["unlimited_quota"] and tokens["root"]["expired_time"] > 0
+    assert tokens["bob"]["status"] == 2 and tokens["old"]["status"] == 3
+
+    qwen = gateway.api("GET", "/api/price/qwen2.5-7b-instruct")
+    assert (qwen["input"], qwen["output"]) == (1.0, 2.0)  # ratio 0.5 x 2 USD/1M, completion x2
+    assert gateway.api("GET", "/api/price/gpt-4o")["input"] == 2.5
+
+    # the key One API issued works in both spellings, within its model limit, and spends quota
+    for key in ("sk-" + ALICE, ALICE):
+        reply = gateway.openai(key).chat.completions.create(
+            model="qwen2.5-7b-instruct", messages=MSG
+        )
+        assert reply.choices[0].message.content
+    with pytest.raises(openai.PermissionDeniedError):
+        gateway.openai("sk-" + ALICE).chat.completions.create(model="gpt-4o", messages=MSG)
+    gateway.flush_usage()
+    spent = gateway.api("GET", f"/api/token/{alice['id']}")
+    assert 0 < 250_000 - spent["remain_quota"] == spent["used_quota"] - 750_000
+    for dead in ("sk-" + oneapi_db.BOB_KEY, "sk-" + oneapi_db.OLD_KEY):
+        with pytest.raises(openai.AuthenticationError):
+            gateway.openai(dead).chat.completions.create(model="qwen2.5-7b-instruct", messages=MSG)
+
+    again = run_import(gateway, oneapi_url)
+    assert (again["channels"], again["tokens"]) == (0, 0)
+    assert sum("imported before" in n for n in again["notes"]) == 5
+
+
+ALICE = oneapi_db.ALICE_KEY
+
+
+def test_dry_run_changes_nothing(gateway, tmp_path, fake_upstream):
+    db = tmp_path / "one-api.db"
+    oneapi_db.create(f"sqlite:///{db}", fake_upstream.url)
+    out = run_import(gateway, f"sqlite:///{db}", "--dry-run")
+    assert "self-hosted qwen (type 50)" in out["channels"] and "alice-app" in out["tokens"]
+    assert ALICE not in json.dumps(out)
+    assert [c["name"] for c in gateway.api("GET", "/api/channel/")] == ["local"]
+
+
+def test_one_api_sql_dsn_spellings():
+    """One API's SQL_DSN for MySQL is a Go DSN (README: `root:123456@tcp(localhost:3306)/oneapi`)."""
+    assert sqlalchemy_url("root:pw@tcp(db:3306)/oneapi?charset=utf8mb4&parseTime=True") == (
+        "mysql+pymysql://root:pw@db:3306/oneapi"
+    )
+    assert (
+        sqlalchemy_url("postgres://u:p@h:5432/oneapi") == "postgresql+psycopg://u:p@h:5432/oneapi"
+    )
+    assert sqlalchemy_url("sqlite:///one-api.db") == "sqlite:///one-api.db"
+
+
+def test_a_database_that_is_not_one_api(gateway, tmp_path):
+    db = tmp_path / "other.db"
+    import sqlite3
+
+    sqlite3.connect(db).execute("CREATE TABLE t (x int)").connection.commit()
+    args = ["import", "one-api", "--db", f"sqlite:///{db}", "--url", gateway.url]
+    result = CliRunner().invoke(cli, [*args, "--admin-token", ADMIN_TOKEN])
+    assert result.exit_code == 1 and "is this One API's database?" in result.output
