@@ -217,6 +217,8 @@ def resolve_files(
     hub = chosen_hub()
     if hub == "modelscope" and not spec.modelscope:
         hub = "huggingface"
+    elif hub != "modelscope" and not spec.huggingface and spec.modelscope:
+        hub = "modelscope"  # published on ModelScope only (some catalog entries)
     repo_id = spec.hub_id("modelscope" if hub == "modelscope" else "huggingface", quantization)
     file_names = spec.file_names(quantization) if spec.format == "gguf" else []
     folder = cache_dir(home, family, spec, quantization)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from local_runtime import files
+from local_runtime import files, memory
 from local_runtime.catalog import Catalog, Family, ModelSpec, parse_size
 from local_runtime.engines import registry
 from local_runtime.spec import FORMAT_ALIASES, TYPE_ALIASES, LaunchSpec, ResolvedSpec
@@ -128,6 +129,17 @@ def resolve(
     With `download=False` nothing is fetched and the engine is chosen from the table alone (the
     path is where the files are or would go): a plan, for dry runs and remote nodes.
     """
+    return _resolve(spec, catalog, home, device, download, on_progress)[0]
+
+
+def _resolve(
+    spec: LaunchSpec,
+    catalog: Catalog,
+    home: str | Path | None,
+    device: str | None,
+    download: bool,
+    on_progress: files.ProgressCallback | None,
+) -> tuple[ResolvedSpec, ModelSpec, files.ResolvedFiles]:
     family = find_family(catalog, spec.model_name)
     wanted_type = TYPE_ALIASES.get(spec.model_type or "", spec.model_type)
     if wanted_type and wanted_type != family.type:
@@ -195,7 +207,7 @@ def resolve(
     resolved = resolved.model_copy(update={"engine": engine})
     if download:  # the files are here: a speech model's voices are read from them
         resolved.voices = registry.class_for(resolved).voices(resolved)
-    return resolved
+    return resolved, chosen, located
 
 
 def plan(
@@ -215,3 +227,48 @@ def plan(
         )
     except files.ModelFilesError as exc:
         raise LaunchError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What a launch would run, found without downloading or loading anything.
+
+    `files.origin` says whether the files are here (pypi, cache, explicit) or would be fetched
+    (planned, from `files.hub` / `files.repo_id`); `memory` is the GPU (or RAM) estimate the
+    placement packs by; `download_bytes` the estimated download, 0 when nothing is fetched.
+    """
+
+    resolved: ResolvedSpec
+    files: files.ResolvedFiles
+    memory: memory.MemoryEstimate
+    download_bytes: int | None
+
+    @property
+    def engine(self) -> str:
+        return self.resolved.engine
+
+
+def launch_plan(
+    spec: LaunchSpec,
+    catalog: Catalog,
+    *,
+    home: str | Path | None = None,
+    device: str | None = None,
+) -> LaunchPlan:
+    """Resolve a launch into engine, files and memory without fetching a byte.
+
+    The engine comes from the engine table alone (not whether its library is installed here), so
+    a plan made on a laptop holds for the GPU node that will run it.
+    """
+    from local_runtime.catalog.offline import download_bytes
+
+    resolved, chosen, located = _resolve(spec, catalog, home, device, False, None)
+    estimate = memory.estimate(
+        model_path=located.path if located.origin != "planned" else None,
+        model_format=resolved.model_format,
+        size_in_billions=resolved.model_size_in_billions,
+        quantization=resolved.quantization,
+        context_length=resolved.context_length,
+    )
+    size = 0 if located.origin != "planned" else download_bytes(chosen, resolved.quantization)
+    return LaunchPlan(resolved, located, estimate, size)

@@ -84,6 +84,14 @@ def quant_templated(model_id: str | None, quants: list[str]) -> str | None:
     return re.sub(pattern, "{quantization}", model_id)
 
 
+def hub_id(model_id: str | None) -> str | None:
+    """An `org/name` id, or None for a malformed one (a few Xinference entries carry two orgs)."""
+    if model_id is None or model_id.count("/") == 1:
+        return model_id
+    print(f"skipped malformed hub id {model_id!r}")
+    return None
+
+
 def gguf_order(quants: list[str]) -> list[str]:
     first = [q for q in quants if q.lower() == "q4_k_m"]
     return first + [q for q in quants if q.lower() != "q4_k_m"]
@@ -118,12 +126,21 @@ def convert_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
             return None
         quants = list(parts)
         main = {**main, "model_file_name_template": main["model_file_name_split_template"]}
+    split = main.get("model_file_name_split_template")
+    if fmt == "gguf" and split and not split.endswith(".gguf"):
+        # parts cut with `split` (`.gguf.a`, `.gguf.b`) must be joined by hand: llama.cpp cannot
+        # open them, so those quantizations are left out
+        quants = [q for q in quants if q not in (main.get("quantization_parts") or {})]
+        main = {k: v for k, v in main.items() if k not in ("quantization_parts",)}
+        main["model_file_name_split_template"] = None
+        if not quants:
+            return None
     out: dict[str, Any] = {
         "format": fmt,
         "size_in_billions": size,
         "quantizations": gguf_order(quants) if fmt == "gguf" else quants,
-        "huggingface": quant_templated(templated(hf.get("model_id"), size), quants),
-        "modelscope": quant_templated(templated(ms.get("model_id"), size), quants),
+        "huggingface": quant_templated(templated(hub_id(hf.get("model_id")), size), quants),
+        "modelscope": quant_templated(templated(hub_id(ms.get("model_id")), size), quants),
         "file_template": templated(main.get("model_file_name_template"), size),
         "file_split_template": templated(main.get("model_file_name_split_template"), size),
         "quantization_parts": {
@@ -131,7 +148,23 @@ def convert_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
         }
         or None,
     }
+    if not (out["huggingface"] or out["modelscope"]):
+        return None
     return {key: value for key, value in out.items() if value is not None}
+
+
+def prefer_huggingface(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop a ModelScope-only spec when a Hugging Face one offers the same choice."""
+    on_hf = {
+        (s["format"], s["size_in_billions"], q) for s in specs if "huggingface" in s
+        for q in s["quantizations"]
+    }  # fmt: skip
+    return [
+        s
+        for s in specs
+        if "huggingface" in s
+        or not all((s["format"], s["size_in_billions"], q) in on_hf for q in s["quantizations"])
+    ]
 
 
 def fold_quantizations(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,7 +183,7 @@ def fold_quantizations(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def fold(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Specs equal but for their size become one spec listing the sizes."""
-    specs = fold_quantizations(specs)
+    specs = fold_quantizations(prefer_huggingface(specs))
     groups: dict[str, dict[str, Any]] = {}
     for spec in specs:
         rest = {k: v for k, v in spec.items() if k != "size_in_billions"}
