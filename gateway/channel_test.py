@@ -70,7 +70,7 @@ def test_request(model: str, type_: str) -> UpstreamRequest:
             stream=False,
             body=None,
             raw=None,
-            form={"model": model},
+            form=[("model", model)],
             files=[part],
         )
     elif type_ == "image":

@@ -86,7 +86,9 @@ class UpstreamRequest:
     raw: bytes | None  # the client's JSON bytes, forwarded untouched when no mapping applies
     # Multipart uploads (audio): the relay parses the form (file parts spooled to disk, never held
     # whole in memory) and adaptors rebuild it, so model mapping applies and retries can replay it.
-    form: dict[str, str] | None = None
+    # (name, value) in the client's order: a field may repeat (the openai SDK sends each of
+    # `timestamp_granularities` as its own `timestamp_granularities[]` part).
+    form: list[tuple[str, str]] | None = None
     files: list[UploadPart] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)  # extra headers to forward
     # A 200 answer is streamed through as raw bytes whatever its type (synthesized audio), not

@@ -67,7 +67,7 @@ class OpenAICompatUpstream:
         upstream_model = endpoint.upstream_model(request.model)
         if request.body is None:  # multipart
             form = aiohttp.FormData()
-            for name, value in (request.form or {}).items():
+            for name, value in request.form or []:
                 form.add_field(name, upstream_model if name == "model" else value)
             for part in request.files:
                 part.file.seek(0)

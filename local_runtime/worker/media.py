@@ -52,6 +52,11 @@ def _limited(request: Request, limit: int) -> Request:
     return Request(request.scope, limited_receive)
 
 
+# Form fields OpenAI's CreateTranscriptionRequest declares as arrays (openai/openai-openapi
+# openapi.yaml); curl users repeat them without the SDK's `[]` suffix.
+ARRAY_FIELDS = frozenset({"timestamp_granularities", "include"})
+
+
 async def read_audio_upload(request: Request, limit: int) -> tuple[str, dict[str, Any]]:
     """Save the multipart `file` to a temp file; return (path, the other form fields).
 
@@ -72,8 +77,8 @@ async def read_audio_upload(request: Request, limit: int) -> tuple[str, dict[str
         for key, value in form.multi_items():
             if key == "file" or isinstance(value, UploadFile):
                 continue
-            if key.endswith("[]"):
-                params.setdefault(key[:-2], []).append(value)
+            if key.endswith("[]") or key in ARRAY_FIELDS:  # repeated: keep every value
+                params.setdefault(key.removesuffix("[]"), []).append(value)
             else:
                 params[key] = value
         suffix = Path(upload.filename or "audio").suffix[:16] or ".bin"

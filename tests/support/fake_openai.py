@@ -40,6 +40,7 @@ class Recorded:
     body: dict[str, Any] | None
     form: dict[str, str] | None = None
     file_bytes: int = 0
+    form_items: list[tuple[str, str]] | None = None  # every text part in order (fields repeat)
 
 
 @dataclass
@@ -260,9 +261,10 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
         form = await request.form()
         upload = form["file"]
         data = await upload.read()  # type: ignore[union-attr]
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        fields = dict(items)
         fake.requests.append(
-            Recorded(request.url.path, dict(request.headers), None, fields, len(data))
+            Recorded(request.url.path, dict(request.headers), None, fields, len(data), items)
         )
         if (r := await gate(request)) is not None:
             return r

@@ -36,7 +36,7 @@ async def _relay_audio(
             f"{settings.max_form_files} files and {settings.max_form_fields} fields",
             code="too_many_form_parts",
         )
-    fields: dict[str, str] = {}
+    fields: list[tuple[str, str]] = []  # every part in order: fields may repeat
     files: list[UploadPart] = []
     for name, value in items:
         if isinstance(value, StarletteUpload):
@@ -49,7 +49,7 @@ async def _relay_audio(
                 )
             )
         else:
-            fields[name] = value
+            fields.append((name, value))
     call = RelayCall(
         caller=caller,
         request=UpstreamRequest(
