@@ -173,6 +173,7 @@ class Supervisor(Upkeep):
                 dimensions=r.dimensions,
                 max_input_tokens=r.max_tokens,
                 languages=list(family.languages) if family else [],
+                voices=list(r.voices),
                 engine=r.engine,
                 model_format=r.model_format,
                 model_family=(family.model_family if family else None) or r.model_name,

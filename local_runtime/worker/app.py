@@ -302,6 +302,27 @@ async def images(request: Request) -> Response:
     return await _guarded(request, work)
 
 
+async def speech(request: Request) -> Response:
+    """Audio bytes as the engine encodes them; a bad request is refused before the first byte."""
+
+    async def work() -> Response:
+        state = _state(request)
+        engine = _ready_engine(state, base.SPEECH)
+        media_type, audio = await engine.speech(await _json_body(request))
+        state.inflight += 1  # in flight until its last byte, like a chat stream
+
+        async def counted() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in audio:
+                    yield chunk
+            finally:
+                state.inflight -= 1
+
+        return StreamingResponse(counted(), media_type=media_type)
+
+    return await _guarded(request, work)
+
+
 async def health(request: Request) -> Response:
     return Response(orjson.dumps(_state(request).health()), media_type="application/json")
 
@@ -322,6 +343,7 @@ async def models(request: Request) -> Response:
         "context_length": spec.context_length,
         "dimensions": spec.dimensions,
         "max_tokens": spec.max_tokens,
+        "voices": spec.voices,
         "status": state.status,
     }
     return Response(orjson.dumps({"object": "list", "data": [card]}), media_type="application/json")
@@ -382,6 +404,7 @@ def create_app(
         Route("/v1/audio/transcriptions", _audio_route(translate=False), methods=["POST"]),
         Route("/v1/audio/translations", _audio_route(translate=True), methods=["POST"]),
         Route("/v1/images/generations", images, methods=["POST"]),
+        Route("/v1/audio/speech", speech, methods=["POST"]),
     ]
     secret = state.settings.secret
     app = Starlette(
