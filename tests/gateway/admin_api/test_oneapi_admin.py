@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from alembic import command
 from fastapi import FastAPI, Request
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from gateway.db.engine import alembic_config, sync_url, upgrade
 from tests.support.fake_gemini import FakeGemini, start_fake_gemini
@@ -171,9 +171,17 @@ def test_channel_types_follow_one_api(gateway):
     assert types[30] == "Ollama" and types[36] == "DeepSeek" and types[50] == "OpenAI-compatible"
 
 
-def test_migration_moves_stored_xinference_channels(tmp_path):
-    """Channels stored as 47 were Xinference (modelport's old number): they become 1047."""
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_migration_moves_stored_xinference_channels(db_url):
+    """Channels stored as 47 were Xinference (modelport's old number): they become 1047, and
+    go back down to 47 with the `other` column."""
+    url = db_url
     command.upgrade(alembic_config(url), "0004")
     engine = create_engine(sync_url(url))
     with engine.begin() as conn:
@@ -183,10 +191,14 @@ def test_migration_moves_stored_xinference_channels(tmp_path):
                 ' "group", priority, weight, status, config, system_prompt, created_time,'
                 " test_time, response_time, used_quota, balance, last_error, builtin)"
                 " VALUES (47, 'xinf', '', 'http://h:9997/v1', 'q', '{}', 'default', 0, 1, 1,"
-                " '{}', '', 0, 0, 0, 0, 0, '', 0)"
+                " '{}', '', 0, 0, 0, 0, 0, '', false)"
             )
         )
     upgrade(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT type, other FROM channel")).one() == (1047, "")
+    command.downgrade(alembic_config(url), "0004")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT type FROM channel")).scalar_one() == 47
+        assert "other" not in {c["name"] for c in inspect(conn).get_columns("channel")}
     engine.dispose()
