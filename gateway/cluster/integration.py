@@ -23,6 +23,7 @@ from gateway.cluster.api import router
 from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.heartbeat import ReplayGuard
 from gateway.cluster.host_runtime import HostRuntime
+from gateway.cluster.namespace import namespace
 from gateway.cluster.nodes import NodeRegistry, NodeStore, RedisNodeStore
 from gateway.cluster.pubsub import ClusterBus
 from gateway.db.crud.channels import ensure_local_channel
@@ -33,9 +34,10 @@ from gateway.upstreams.base import Endpoint
 def install(app: FastAPI) -> None:
     state: Any = app.state
     settings = state.settings
-    bus = ClusterBus(settings.redis_url, prefix=settings.redis_prefix, sessions=state.sessions)
+    prefix = namespace(settings)  # two installations may share one Redis (cluster.namespace)
+    bus = ClusterBus(settings.redis_url, prefix=prefix, sessions=state.sessions)
     store: NodeStore = (
-        RedisNodeStore(settings.redis_url, settings.redis_prefix)
+        RedisNodeStore(settings.redis_url, prefix)
         if settings.redis_url
         else DatabaseNodeStore(state.sessions)
     )
@@ -143,7 +145,7 @@ def install(app: FastAPI) -> None:
     state.models.local = served_models
     state.bus = bus
     state.nodes = registry
-    state.heartbeat_replays = ReplayGuard(settings.redis_url, settings.redis_prefix)
+    state.heartbeat_replays = ReplayGuard(settings.redis_url, prefix)
     host = HostRuntime(app, registry) if state.runtime is not None else None
     state.host_runtime = host
 

@@ -146,14 +146,16 @@ def ask_for(caller: Caller, cost: int) -> Ask:
 
 
 def make_limiter(settings: Settings) -> Limiter:
+    from gateway.cluster.namespace import namespace
+
     if settings.redis_url:
         from gateway.limits.redis import RedisLimiter
 
         return RedisLimiter(
             settings.redis_url,
             global_cap=settings.max_concurrent_requests,
-            lease_ttl=settings.request_timeout_s + 60,
-            prefix=f"{settings.redis_prefix}:lim",
+            lease_ttl=settings.concurrency_lease_ttl_s,
+            prefix=f"{namespace(settings)}:lim",
         )
     from gateway.limits.memory import MemoryLimiter
 

@@ -1,10 +1,12 @@
 """Redis limiter: one Lua script checks and updates every counter atomically, so all gateway
 replicas share the limits without a race between check and increment.
 
-Concurrency slots are sorted-set members scored by their start time; members older than
-`lease_ttl` (longer than any request may run) are swept on every admission, so a replica that
-died holding slots cannot block a token for ever. RPM/TPM counters are plain keys per window that
-expire after two windows.
+Concurrency slots are sorted-set members scored by their expiry: `lease_ttl` seconds (15 by
+default) from admission, pushed forward every `lease_ttl / 3` seconds by the replica while the
+request lives (`_refresh`). Expired members are swept on every admission, so the slots of a
+replica that was SIGKILLed, or that lost Redis while releasing, come back within `lease_ttl`
+seconds instead of after the longest request could run. RPM/TPM counters are plain keys per
+window that expire after two windows.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ PREFIX = "mp:lim"
 
 _ADMIT = """
 local now = tonumber(ARGV[1])
-local stale = now - tonumber(ARGV[3])
+local stale = now
+local expires = now + tonumber(ARGV[3])
 local gcap = tonumber(ARGV[4])
 local ccap = tonumber(ARGV[5])
 local rpm = tonumber(ARGV[6])
@@ -52,11 +55,11 @@ if tpm > 0 then
   redis.call('EXPIRE', KEYS[4], ARGV[9])
 end
 if gcap > 0 then
-  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('ZADD', KEYS[1], expires, ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 end
 if ccap > 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[2])
+  redis.call('ZADD', KEYS[2], expires, ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 return 'ok'
@@ -69,18 +72,20 @@ class RedisLimiter:
         url: str,
         *,
         global_cap: int = 0,
-        lease_ttl: float = 960.0,
+        lease_ttl: float = 15.0,
         prefix: str = PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.global_cap = global_cap
-        self.lease_ttl = int(lease_ttl)
+        self.lease_ttl = max(2, int(lease_ttl))
         self.prefix = prefix
-        self._clock = clock
+        self.clock = clock  # wall clock of the RPM/TPM windows; tests replace it to decide time
         self._redis: Redis = Redis.from_url(url)
         self._admit = self._redis.register_script(_ADMIT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._held = 0
+        self._live: dict[str, list[str]] = {}  # lease id -> its slot keys, while the request lives
+        self._refresher: asyncio.Task[None] | None = None
 
     def _keys(self, token_id: int, win: int) -> list[str]:
         p = self.prefix
@@ -94,7 +99,7 @@ class RedisLimiter:
     async def acquire(self, ask: Ask) -> Lease | None:
         if not (ask.limited or self.global_cap):
             return None
-        now = self._clock()
+        now = self.clock()
         win = window_of(now)
         lease = Lease(token_id=ask.token_id, window=win)
         try:
@@ -125,7 +130,33 @@ class RedisLimiter:
         lease.token_slot = bool(ask.max_concurrency)
         if lease.global_slot or lease.token_slot:
             self._held += 1
+            keys = self._keys(ask.token_id, win)
+            self._live[lease.lease_id] = [keys[0]] * lease.global_slot + [
+                keys[1]
+            ] * lease.token_slot
+            if self._refresher is None or self._refresher.done():
+                self._refresher = asyncio.get_running_loop().create_task(
+                    self._refresh(), name="limiter-lease-refresh"
+                )
         return lease
+
+    async def _refresh(self) -> None:
+        """Push the expiry of every live slot forward; a holder that dies stops doing this, and
+        its slots expire. `XX`: a slot already released (or swept) is never re-created."""
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            if not self._live:
+                continue
+            expires = self.clock() + self.lease_ttl
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for lease_id, keys in list(self._live.items()):
+                        for key in keys:
+                            pipe.zadd(key, {lease_id: expires}, xx=True)
+                            pipe.expire(key, self.lease_ttl)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("limiter could not refresh %d leases: %s", len(self._live), exc)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -140,6 +171,7 @@ class RedisLimiter:
         if not (lease.global_slot or lease.token_slot):
             return None
         self._held -= 1
+        self._live.pop(lease.lease_id, None)
         keys = self._keys(lease.token_id, lease.window)
         return self._spawn(
             self._quietly(
@@ -170,7 +202,7 @@ class RedisLimiter:
                     pipe.incrby(key, delta)
                     pipe.expire(key, 2 * WINDOW_S)
                 await pipe.execute()
-        except RedisError as exc:  # the slot then ages out after lease_ttl
+        except (RedisError, OSError) as exc:  # the slot then expires after lease_ttl
             log.warning("limiter %s failed: %s", what, exc)
 
     def in_flight(self) -> int:
@@ -178,12 +210,14 @@ class RedisLimiter:
 
     async def counts(self, token_id: int) -> tuple[int, int, int]:
         """(requests, tokens, in flight) of the token's current window, for tests."""
-        keys = self._keys(token_id, window_of(self._clock()))
+        keys = self._keys(token_id, window_of(self.clock()))
         rpm, tpm = await self._redis.mget(keys[2], keys[3])
         conc = await self._redis.zcard(keys[1])
         return int(rpm or 0), int(tpm or 0), int(conc)
 
     async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
