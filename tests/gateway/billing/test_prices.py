@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 
 import pytest
 from sqlalchemy import event
 
 from gateway.upstreams import litellm_table
+from tests.conftest import REDIS_URL
 
 MSG = [{"role": "user", "content": "hi"}]
 QUOTA = 10_000_000
@@ -244,12 +246,18 @@ def test_price_lookup_costs_no_database_read_and_no_table_lookup(make_gateway, f
     assert (after.hits + after.misses) == (before.hits + before.misses)
 
 
-def test_price_change_reaches_another_replica(pg_url, make_gateway, fake_upstream):
-    """Two gateways on one PostgreSQL database (no Redis): a price set on one bills on the
-    other, through the change log every replica polls (gateway.cluster.changes)."""
-    a = make_gateway(database_url=pg_url)
-    b = make_gateway(database_url=pg_url)
+@pytest.mark.parametrize("bus", ["change log", "redis"])
+def test_price_change_reaches_another_replica(pg_url, make_gateway, fake_upstream, bus):
+    """Two gateways on one PostgreSQL database: a price set on one bills on the other, through
+    Redis pub/sub or, without Redis, the change log every replica polls (gateway.cluster)."""
+    kw = {"database_url": pg_url}
+    if bus == "redis":
+        kw |= {"redis_url": REDIS_URL, "redis_prefix": f"mp-prices-{secrets.token_hex(4)}:"}
+    a = make_gateway(**kw)
+    b = make_gateway(**kw)
     a.add_channel(name="openai", type=1, base_url=fake_upstream.url, models="gpt-4o")
     a.api("PUT", "/api/price/", json={"model": "gpt-4o", "input": 7, "output": 9})
     wait_for(lambda: b.app.state.prices.get("gpt-4o").input == 7, "the price on replica b")
     assert b.api("GET", "/api/price/gpt-4o")["source"] == "admin"
+    a.api("DELETE", "/api/price/gpt-4o")
+    wait_for(lambda: b.app.state.prices.get("gpt-4o").source == "litellm", "the reset on b")
