@@ -58,15 +58,24 @@ def completion_ratio(price: Price) -> float:
     return float(f"{price.output / price.input:.12g}")
 
 
-def _public(model: str, price: Price, served: str) -> PricePublic:
-    entry = litellm_table.lookup(model, loose=False) if price.source == "litellm" else None
+def _litellm_key(model: str, upstream: set[str]) -> str | None:
+    """The litellm row a default price came from: the model's own name, else a name its
+    channels send upstream (the order gateway.billing.prices tries them in)."""
+    for name in (model, *sorted(upstream - {model})):
+        entry = litellm_table.lookup(name, loose=False)
+        if entry is not None:
+            return entry.key
+    return None
+
+
+def _public(model: str, price: Price, served: str, upstream: set[str]) -> PricePublic:
     return PricePublic(
         model=model,
         input=price.input,
         output=price.output,
         source=price.source or "free",
         served=served,
-        litellm_key=entry.key if entry else None,
+        litellm_key=_litellm_key(model, upstream) if price.source == "litellm" else None,
         model_ratio=model_ratio(price),
         completion_ratio=completion_ratio(price),
     )
@@ -74,14 +83,14 @@ def _public(model: str, price: Price, served: str) -> PricePublic:
 
 def price_list(book: PriceBook, routes: RouteTable, keyword: str = "") -> list[PricePublic]:
     """Every model that is served or priced, with the price it is billed at now."""
-    remote, local = set(routes.remote_models()), routes.local_uids()
-    models = sorted(remote | local | set(book.all()))
+    remote, local = routes.remote_models(), routes.local_uids()
+    models = sorted(set(remote) | local | set(book.all()))
     rows = []
     for model in models:
         if keyword and keyword.lower() not in model.lower():
             continue
         served = "+".join(n for n, s in (("remote", remote), ("local", local)) if model in s)
-        rows.append(_public(model, book.get(model), served))
+        rows.append(_public(model, book.get(model), served, remote.get(model, set())))
     return rows
 
 

@@ -83,7 +83,7 @@ def test_mapped_channel_model_is_priced_by_its_upstream_name(make_gateway, fake_
     )
     price = gw.api("GET", "/api/price/house-model")
     row = litellm_row("gpt-4o-mini")
-    assert price["source"] == "litellm" and price["litellm_key"] is None
+    assert price["source"] == "litellm" and price["litellm_key"] == "gpt-4o-mini"
     assert price["output"] == pytest.approx(row["output_cost_per_token"] * 1e6)
 
 
