@@ -36,7 +36,7 @@ from gateway.cluster import launch as cluster_launch
 from gateway.deps import require_admin
 from gateway.errors import InvalidRequest, ModelportError, NotFound, Unavailable
 from gateway.upstreams.base import UpstreamUnavailable
-from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference
+from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference, offline
 from local_runtime.engines import registry
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import TYPE_ALIASES, LaunchSpec
@@ -345,10 +345,15 @@ async def engines() -> dict[str, Any]:
     return ok(await run_in_threadpool(registry.available_engines))
 
 
-@admin_router.get("/catalog", summary="Launchable families (built-in and custom)")
+@admin_router.get(
+    "/catalog", summary="Families (built-in and custom); which launch with no download"
+)
 async def catalog(request: Request) -> dict[str, Any]:
     q = request.query_params
     families = _catalog(request).families(
         type=q.get("type") or None, ability=q.get("ability") or None, search=q.get("search") or None
     )
-    return ok([{**f.model_dump(mode="json"), "custom": f.custom} for f in families])
+    runtime = _runtime_or_none(request)
+    home = runtime.home if runtime is not None else None
+    # looks for files on disk (cache, starter packages): off the event loop
+    return ok(await run_in_threadpool(offline.rows, families, home))

@@ -1,5 +1,8 @@
 """`modelport launch|list|terminate|engines|catalog|register|unregister`, against a running server.
 
+`modelport catalog` is a group: alone it lists (grouped by type, marked ready or with the download
+it needs), `catalog import-xinference` registers a local Xinference home's custom models.
+
 Registered onto the main CLI by gateway.cli (`register(app, AdminClient, UrlOpt, AdminOpt,
 DEFAULT_URL)`), so the option types and the admin client are the gateway's own.
 
@@ -16,6 +19,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 FIELDS = ("uid", "model_name", "model_type", "model_engine", "status", "replica")
+CATALOG_FIELDS = ("name", "formats", "sizes", "abilities", "status")
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -68,6 +72,56 @@ def _progress_printer(client: Any, uid: str, stop: threading.Event) -> None:
         if line != last:
             typer.echo(line, err=True)
             last = line
+
+
+def _sizes(specs: list[dict[str, Any]]) -> str:
+    sizes = sorted({s["size_in_billions"] for s in specs if s.get("size_in_billions") is not None})
+    if not sizes:
+        return ""
+    return f"{sizes[0]:g}B" if len(sizes) == 1 else f"{sizes[0]:g}-{sizes[-1]:g}B"
+
+
+def _catalog_text(rows: list[dict[str, Any]]) -> str:
+    """Rows grouped by model type, one table per type, each family marked ready or not."""
+    from local_runtime.catalog.offline import describe
+
+    out: list[str] = []
+    for kind in dict.fromkeys(row["type"] for row in rows):
+        group = [
+            {
+                "name": row["name"] + (" (custom)" if row.get("custom") else ""),
+                "formats": ",".join(dict.fromkeys(s["format"] for s in row["specs"])),
+                "sizes": _sizes(row["specs"]),
+                "abilities": ",".join(row["abilities"]),
+                "status": describe(row),
+            }
+            for row in rows
+            if row["type"] == kind
+        ]
+        noun = "family" if len(group) == 1 else "families"
+        out += [f"{kind}: {len(group)} {noun}", _table(group, CATALOG_FIELDS), ""]
+    return "\n".join(out).rstrip()
+
+
+def _register_xinference(client: Any, item: Any) -> str | None:
+    """POST one Xinference custom model to /v1/model_registrations; the refusal, if any."""
+    import httpx
+
+    try:
+        resp = client.http.post(
+            f"/v1/model_registrations/{item.model_type}",
+            json={"model": json.dumps(item.body), "persist": True},
+        )
+    except httpx.TransportError as exc:
+        return f"cannot reach modelport at {client.http.base_url}: {exc}"
+    if resp.status_code < 400:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        return f"HTTP {resp.status_code}"
+    detail = body.get("detail") or body.get("message") if isinstance(body, dict) else None
+    return str(detail or f"HTTP {resp.status_code}")
 
 
 def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, default_url: str):
@@ -174,25 +228,69 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
             row["available"] = "yes" if row["available"] else f"no: {row['reason']}"
         typer.echo(_table(rows, ("name", "model_types", "formats", "available")))
 
-    @app.command()
+    catalog_app = typer.Typer(
+        help="The model catalog: search it, see what launches offline, import Xinference's models."
+    )
+    app.add_typer(catalog_app, name="catalog")
+
+    @catalog_app.callback(invoke_without_command=True)
     def catalog(
+        ctx: typer.Context,
         type_: Annotated[str | None, typer.Option("--type", "-t")] = None,
         search: Annotated[str | None, typer.Option("--search")] = None,
         ability: Annotated[str | None, typer.Option("--ability")] = None,
+        ready: Annotated[
+            bool, typer.Option("--ready", help="only what launches now, without a download")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         url: Annotated[str, url_info] = default_url,
         admin_token: Annotated[str | None, admin_info] = None,
     ) -> None:
-        """Models the catalog can launch (built-in and registered)."""
+        """Families the server can launch, grouped by type, each marked ready or with its download."""
+        if ctx.invoked_subcommand is not None:
+            return
         params = {k: v for k, v in (("type", type_), ("search", search), ("ability", ability)) if v}
         rows = admin_client(url, admin_token).call("GET", "/api/runtime/catalog", params=params)
+        if ready:
+            rows = [row for row in rows if row.get("launchable")]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        for row in rows:
-            row["formats"] = ",".join(dict.fromkeys(s["format"] for s in row["specs"]))
-            row["abilities"] = ",".join(row["abilities"])
-        typer.echo(_table(rows, ("name", "type", "formats", "abilities", "custom")))
+        typer.echo(_catalog_text(rows) if rows else "no model matches")
+
+    @catalog_app.command("import-xinference")
+    def import_xinference(
+        xinference_home: Annotated[
+            Path | None,
+            typer.Option(
+                "--xinference-home", envvar="XINFERENCE_HOME", help="default ~/.xinference"
+            ),
+        ] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="list, register nothing")] = False,
+        url: Annotated[str, url_info] = default_url,
+        admin_token: Annotated[str | None, admin_info] = None,
+    ) -> None:
+        """Register here the custom models a local Xinference installation has registered."""
+        from local_runtime.catalog.xinference import custom_model_files
+        from local_runtime.catalog.xinference import xinference_home as home
+
+        found = custom_model_files(xinference_home)
+        if not found:
+            typer.echo(f"no custom models under {home(xinference_home) / 'model'}", err=True)
+            return
+        client = None if dry_run else admin_client(url, admin_token)
+        failed = 0
+        for item in found:
+            reason = item.error or (None if client is None else _register_xinference(client, item))
+            if reason:
+                failed += 1
+                typer.echo(f"skipped {item.model_type} {item.name} ({item.path}): {reason}")
+            else:
+                verb = "would import" if dry_run else "imported"
+                typer.echo(f"{verb} {item.model_type} {item.name}")
+        typer.echo(f"{len(found) - failed} of {len(found)} custom models imported", err=True)
+        if failed:
+            raise typer.Exit(1)
 
     @app.command("register")
     def register_(

@@ -118,3 +118,11 @@ def describe(row: dict[str, Any]) -> str:
     size = row.get("download_bytes")
     what = f"download ~{size / 1e9:.1f} GB" if size else "download (size unknown)"
     return what + (", not possible offline" if row.get("offline") else "")
+
+
+def rows(families: list[Family], home: str | Path | None = None) -> list[dict[str, Any]]:
+    """Families as the catalog API returns them: the entry, whether custom, and its status."""
+    return [
+        {**family.model_dump(mode="json"), "custom": family.custom, **status(family, home)}
+        for family in families
+    ]
