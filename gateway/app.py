@@ -402,4 +402,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 type_="server_error",
                 code="internal_error",
             ),
+            # uvicorn drops the connection after an unhandled error: say so, or a keep-alive
+            # client (a proxy) sends its next request into a reset
+            {"Connection": "close"},
         )
