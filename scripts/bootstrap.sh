@@ -26,7 +26,7 @@ SERVE_EXTRAS="providers,embeddings,llama-cpp,transformers,whisper,image,starter"
 # this lock; regenerate it with scripts/lock.sh after changing pyproject.toml.
 CONSTRAINTS=requirements/constraints.txt
 extras="$SERVE_EXTRAS"
-[ "$PROFILE" = test ] && extras="$extras,test"
+[ "$PROFILE" = test ] && extras="$extras,tts,test"  # tts: opt-in for users (GPL runtime)
 
 stamp="$VENV/.modelport-$PROFILE-$(cat pyproject.toml requirements/*.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
