@@ -158,8 +158,9 @@ def clean_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _clean_message(message: dict[str, Any], *, keep_content: bool) -> dict[str, Any]:
     out = {k: _prune(message[k]) for k in _MESSAGE_KEYS if message.get(k) not in (None, [])}
-    if keep_content:
+    if keep_content:  # a response message: OpenAI's schema requires content and refusal
         out.setdefault("content", None)
+        out.setdefault("refusal", None)
     return out
 
 

@@ -42,6 +42,20 @@ class EngineError(Exception):
         self.code = code
 
 
+def with_openai_chat_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion with `logprobs` on every choice and `refusal` on every message (null
+    where the engine left them out): OpenAI's schema marks both required (openai/openai-openapi
+    openapi.yaml: CreateChatCompletionResponse choices `required: [finish_reason, index, message,
+    logprobs]`, ChatCompletionResponseMessage `required: [role, content, refusal]`), and typed
+    clients generated from it reject an answer without them. llama.cpp and vLLM send neither."""
+    for choice in result.get("choices") or []:
+        if isinstance(choice, dict):
+            choice.setdefault("logprobs", None)
+            if isinstance(choice.get("message"), dict):
+                choice["message"].setdefault("refusal", None)
+    return result
+
+
 class Engine:
     """Base class for engines. Subclasses override what they support."""
 

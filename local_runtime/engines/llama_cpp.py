@@ -238,8 +238,10 @@ class LlamaCppEngine(Engine):
                     "chat_template that renders tools",
                     code="tools_not_supported",
                 )
-            return await self._handle(self._server.handle_chat_completions, body)
-        return await self._forced_chat(body, tools)
+            out = await self._handle(self._server.handle_chat_completions, body)
+        else:
+            out = await self._forced_chat(body, tools)
+        return base.with_openai_chat_fields(out) if isinstance(out, dict) else out
 
     async def _forced_chat(
         self, body: dict[str, Any], tools: ToolRequest

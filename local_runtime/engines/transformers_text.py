@@ -164,7 +164,7 @@ class Reply:
         self, text: str, finish: str, use: dict[str, int], calls: list[ToolCall] | None = None
     ) -> dict[str, Any]:
         if self.chat:
-            message: dict[str, Any] = {"role": "assistant", "content": text}
+            message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
             if calls:
                 message["content"] = text or None
                 message["tool_calls"] = [call.message() for call in calls]

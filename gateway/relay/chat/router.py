@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from gateway.billing.tokenizer import count_messages, text_of
 from gateway.deps import CallerDep, RelayDep
 from gateway.relay.chat.protocol import ChatCompletionRequest
+from gateway.relay.chat.shape import with_required_fields
 from gateway.relay.common import json_call
 from gateway.relay.route import RelayRoute
 
@@ -26,4 +27,8 @@ async def chat_completions(
         max_output_tokens=body.output_bound(request.app.state.settings.default_max_tokens_estimate),
         content=lambda: "\n".join(text_of(m.content) for m in body.messages),
     )
-    return await relay.run(call)
+    response = await relay.run(call)
+    if body.stream or response.status_code != 200 or isinstance(response, StreamingResponse):
+        return response
+    shaped = with_required_fields(bytes(response.body))
+    return response if shaped is None else Response(shaped, media_type="application/json")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from gateway.billing.tokenizer import count_text
 from gateway.deps import CallerDep, RelayDep
@@ -32,7 +32,7 @@ async def rerank(
         estimate_prompt=lambda: _estimate(body),
     )
     response = await relay.run(call)
-    if response.status_code != 200:
+    if response.status_code != 200 or isinstance(response, StreamingResponse):
         return response
     shaped = xinference_shape(bytes(response.body), body)
     if shaped is None:

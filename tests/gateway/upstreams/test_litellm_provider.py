@@ -150,8 +150,14 @@ async def test_anthropic_chat_maps_model_and_places_system(
     assert resp.status == 200 and resp.headers["content-type"] == "application/json"
     data = orjson.loads(resp.body or b"")
     assert data["object"] == "chat.completion"
-    assert data["choices"][0]["message"] == {"role": "assistant", "content": "Hello from the fake."}
-    assert data["choices"][0]["finish_reason"] == "stop"
+    # refusal and logprobs: required by OpenAI's schema (openai/openai-openapi openapi.yaml,
+    # ChatCompletionResponseMessage and CreateChatCompletionResponse's choices), null here
+    assert data["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Hello from the fake.",
+        "refusal": None,
+    }
+    assert data["choices"][0]["finish_reason"] == "stop" and data["choices"][0]["logprobs"] is None
     assert data["usage"]["prompt_tokens"] == 11
     assert data["usage"]["completion_tokens"] == 7
     assert data["usage"]["total_tokens"] == 18

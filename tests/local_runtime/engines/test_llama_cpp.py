@@ -5,7 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import time
 
+import httpx
 import openai
+import orjson
 import pytest
 
 from local_runtime.engines.llama_cpp import LlamaCppEngine, find_gguf
@@ -57,6 +59,28 @@ def test_chat_answers_paris_with_usage(client):
     assert r.usage.prompt_tokens > 0
     assert r.usage.completion_tokens > 0
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_answers_carry_the_fields_openais_schema_requires(worker):
+    """openai/openai-openapi openapi.yaml: a response choice requires `logprobs` and its message
+    `refusal` (both null here); a stream chunk's choice requires `delta`, `finish_reason` and
+    `index`. llama.cpp's own server leaves `refusal` out."""
+    body = {"model": "smol", "messages": [SYSTEM, CAPITAL], "temperature": 0, "max_tokens": 8}
+    choice = httpx.post(f"{worker.base_url}/v1/chat/completions", json=body, timeout=120).json()[
+        "choices"
+    ][0]
+    assert "logprobs" in choice and choice["logprobs"] is None
+    assert "refusal" in choice["message"] and choice["message"]["refusal"] is None
+    with httpx.stream(
+        "POST", f"{worker.base_url}/v1/chat/completions", json={**body, "stream": True}, timeout=120
+    ) as resp:
+        frames = [
+            orjson.loads(line[len("data: ") :])
+            for line in resp.iter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+    choices = [c for f in frames for c in f["choices"]]
+    assert choices and all({"delta", "finish_reason", "index"} <= set(c) for c in choices)
 
 
 def test_streaming_with_usage_chunk(client):

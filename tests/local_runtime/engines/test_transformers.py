@@ -110,6 +110,10 @@ async def test_chat_non_stream_shape_and_usage(engine: TransformersEngine) -> No
     assert out["object"] == "chat.completion"
     choice = out["choices"][0]
     assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+    # required by OpenAI's schema (openai/openai-openapi openapi.yaml: the response choice's
+    # logprobs, ChatCompletionResponseMessage's refusal), null here
+    assert choice["logprobs"] is None and choice["message"]["refusal"] is None
+    assert "refusal" in choice["message"]
     expected_prompt = engine._tokenizer.apply_chat_template(
         HELLO, add_generation_prompt=True, tokenize=False
     )
