@@ -102,3 +102,13 @@ def test_the_xinference_client_speaks_too(served):
     model = RESTfulClient(gw.url, api_key=key).get_model("tts-joe")
     audio = model.speech(input="Hello from modelport.", voice="joe", response_format="flac")
     assert audio[:4] == b"fLaC"
+
+
+def test_the_fastgpt_export_lists_the_voice(served):
+    """FastGPT's `audioSpeechModels` entries carry the model's voices (labring/FastGPT
+    `packages/global/core/ai/model.d.ts`, AudioSpeechModelType.voices)."""
+    gw, _client = served
+    config = gw.api("GET", "/api/export/fastgpt", params={"format": "config"})
+    (tts,) = [m for m in config["audioSpeechModels"] if m["model"] == "tts-joe"]
+    assert [v["value"] for v in tts["voices"]] == ["joe"]
+    assert all(m["model"] != "tts-joe" for m in config["llmModels"])
