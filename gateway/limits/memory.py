@@ -20,7 +20,7 @@ class _Counters:
 class MemoryLimiter:
     def __init__(self, *, global_cap: int = 0, clock: Callable[[], float] = time.time) -> None:
         self.global_cap = global_cap
-        self._clock = clock
+        self.clock = clock  # wall clock of the RPM/TPM windows; tests replace it to decide time
         self._tokens: dict[int, _Counters] = {}
         self._global = 0
 
@@ -30,7 +30,7 @@ class MemoryLimiter:
     def acquire_now(self, ask: Ask) -> Lease | None:
         if not (ask.limited or self.global_cap):
             return None
-        now = self._clock()
+        now = self.clock()
         if self.global_cap and self._global >= self.global_cap:
             raise refuse("global", ask, now)
         lease = Lease(token_id=ask.token_id)
@@ -81,7 +81,7 @@ class MemoryLimiter:
     def window_counts(self, token_id: int) -> tuple[int, int, int]:
         """(requests, tokens, in flight) of the token's current window, for tests and metrics."""
         c = self._tokens.get(token_id)
-        if c is None or c.window != window_of(self._clock()):
+        if c is None or c.window != window_of(self.clock()):
             return 0, 0, c.in_flight if c else 0
         return c.requests, c.tokens, c.in_flight
 

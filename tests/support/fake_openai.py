@@ -8,6 +8,7 @@ form fields) so tests can assert what the gateway forwarded.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ class Behaviour:
     error_code: str | None = None  # None: the status as a string
     reply: str = "Hello from the fake upstream."
     fail_times: int | None = None  # `status` for the first N requests only, then 200
+    # every answer waits until the test sets this (a barrier that forces an interleaving)
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -84,6 +87,10 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
         b = fake.behaviour
         if b.delay:
             await asyncio.sleep(b.delay)
+        if b.hold is not None:
+            deadline = time.monotonic() + 120  # bounded: a failing test still ends
+            while not b.hold.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         if b.status != 200 and (b.fail_times is None or fake.failed < b.fail_times):
             fake.failed += 1
             return Response(

@@ -1,5 +1,9 @@
 """Per-token RPM/TPM/concurrency and the global cap, through real gateways, in memory and in
-Redis (shared by two gateways)."""
+Redis (shared by two gateways).
+
+RPM/TPM count in one-minute wall-clock windows; the tests that fill a window freeze the limiter's
+clock (`frozen_windows`), so a minute rolling over mid-burst cannot hand them a fresh window.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.limits.base import WINDOW_S, window_of
 from tests.conftest import REDIS_URL
+from tests.support.polling import ManualClock
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -21,6 +27,14 @@ def backend(request):
     if request.param == "memory":
         return {}
     return {"redis_url": REDIS_URL, "redis_prefix": f"mptest-{secrets.token_hex(4)}"}
+
+
+def frozen_windows(*gateways, into_window_s: float = 15.0) -> ManualClock:
+    """Stop the limiters' clock `into_window_s` seconds into a window; the test moves it."""
+    clock = ManualClock(window_of(ManualClock().now) + into_window_s)
+    for gw in gateways:
+        gw.app.state.limiter.clock = clock
+    return clock
 
 
 def _refused(fn):
@@ -33,21 +47,25 @@ def _refused(fn):
 
 def test_rpm_refuses_with_retry_after(make_gateway, fake_upstream, backend):
     gw = make_gateway(**backend)
+    clock = frozen_windows(gw)
     gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     client = gw.openai(gw.create_token(name="r", rpm=2))
     for _ in range(2):
         client.chat.completions.create(model="m", messages=MSG)
     err = _refused(lambda: client.chat.completions.create(model="m", messages=MSG))
     assert err.status_code == 429 and "2 requests per minute" in err.message
-    assert 1 <= int(err.response.headers["retry-after"]) <= 60
+    assert int(err.response.headers["retry-after"]) == WINDOW_S - 15  # when the window ends
     assert err.body["code"] == "rate_limit_exceeded"
     assert len(fake_upstream.requests) == 2
     # another token is not affected
     gw.openai(gw.create_token(name="other", rpm=2)).chat.completions.create(model="m", messages=MSG)
+    clock.advance(WINDOW_S)  # the next window admits the token again
+    client.chat.completions.create(model="m", messages=MSG)
 
 
 def test_tpm_reserves_the_estimate_and_settles_to_real_usage(make_gateway, fake_upstream, backend):
     gw = make_gateway(**backend)
+    frozen_windows(gw)
     gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     client = gw.openai(gw.create_token(name="t", tpm=300))
     # estimate ~ prompt + 200 > what is left after settling? real usage is ~17 tokens each
@@ -61,6 +79,7 @@ def test_tpm_reserves_the_estimate_and_settles_to_real_usage(make_gateway, fake_
 
 def test_tpm_window_fills_up(make_gateway, fake_upstream, backend):
     gw = make_gateway(**backend)
+    frozen_windows(gw)
     gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     client = gw.openai(gw.create_token(name="t", tpm=60))
     served = 0
@@ -179,6 +198,7 @@ def test_redis_counters_are_shared_by_replicas(make_gateway, fake_upstream, pg_u
     }
     a = make_gateway(**shared)
     b = make_gateway(**shared)
+    frozen_windows(a, b)
     a.add_channel(name="up", base_url=fake_upstream.url, models="m")
     asyncio.run_coroutine_threadsafe(b.app.state.reload_routes(), b.server.server_loop).result(10)
     key = a.create_token(name="r", rpm=3)
