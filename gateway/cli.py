@@ -372,8 +372,13 @@ def import_one_api(
     if dry_run:
         show(plan.summary())
         return
-    result = AdminClient(url, admin_token).call("POST", "/api/import/one-api", json=plan.payload())
-    result["notes"] = plan.notes + result.get("notes", [])
+    client = AdminClient(url, admin_token)
+    result: dict[str, Any] = {"channels": 0, "tokens": 0, "prices": 0, "notes": plan.notes}
+    for body in plan.batches():
+        done = client.call("POST", "/api/import/one-api", json=body)
+        for kind in ("channels", "tokens", "prices"):
+            result[kind] += done[kind]
+        result["notes"] += done["notes"]
     show(result)
 
 

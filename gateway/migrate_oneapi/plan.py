@@ -83,6 +83,7 @@ NOT_SERVED = {
 
 DEFAULT_QUOTA_PER_UNIT = 500_000.0
 NAME_MAX = 30  # TokenCreate.name
+BATCH_ROWS = 500  # rows per import request: about 250 KB
 
 
 @dataclass(slots=True)
@@ -92,8 +93,20 @@ class Plan:
     prices: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def payload(self) -> dict[str, Any]:
-        return {"channels": self.channels, "tokens": self.tokens, "prices": self.prices}
+    def batches(self, size: int | None = None) -> list[dict[str, Any]]:
+        """Request bodies of at most `size` rows each: a large One API (tens of thousands of
+        tokens) stays under the server's body limit (max_body_bytes, 8 MiB by default)."""
+        size = size or BATCH_ROWS
+        rows = [("channels", r) for r in self.channels]
+        rows += [("tokens", r) for r in self.tokens]
+        rows += [("prices", r) for r in self.prices]
+        out = []
+        for i in range(0, len(rows), size):
+            body: dict[str, list[dict[str, Any]]] = {"channels": [], "tokens": [], "prices": []}
+            for kind, row in rows[i : i + size]:
+                body[kind].append(row)
+            out.append(body)
+        return out
 
     def summary(self) -> dict[str, Any]:
         """What would be imported; never a key."""

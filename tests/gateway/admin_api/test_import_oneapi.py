@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli import app as cli
+from gateway.migrate_oneapi import plan
 from gateway.migrate_oneapi.source import sqlalchemy_url
 from tests.conftest import ADMIN_TOKEN
 from tests.support import oneapi_db
@@ -66,7 +67,8 @@ def run_import(gateway, db: str, *extra: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_import_and_use_the_keys(gateway, oneapi_url):
+def test_import_and_use_the_keys(gateway, oneapi_url, monkeypatch):
+    monkeypatch.setattr(plan, "BATCH_ROWS", 4)  # 11 rows: three requests
     out = run_import(gateway, oneapi_url)
     assert (out["channels"], out["tokens"], out["prices"]) == (5, 4, 2)
     notes = "\n".join(out["notes"])
