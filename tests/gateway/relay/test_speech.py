@@ -172,3 +172,17 @@ def test_input_of_exactly_4096_characters_is_accepted(ctx, upstream):
     upstream.release.set()
     audio = gw.openai(key).audio.speech.create(model="tts-1", voice="alloy", input="a" * 4096)
     assert audio.content == FIRST + REST
+
+
+def test_a_speech_body_is_held_to_the_json_limit_not_the_upload_limit(make_gateway, upstream):
+    """/v1/audio/speech is JSON: MODELPORT_MAX_BODY_BYTES applies, as on chat, although it sits
+    beside the multipart /v1/audio/ routes that take MODELPORT_MAX_UPLOAD_BYTES."""
+    gw = make_gateway(max_body_bytes=10_000, max_upload_bytes=1_000_000)
+    gw.add_channel(name="tts", base_url=upstream.url, models="tts-1")
+    key = gw.create_token()
+    body = {"model": "tts-1", "voice": "alloy", "input": "Hi.", "kwargs": "x" * 20_000}
+    r = httpx.post(
+        f"{gw.url}/v1/audio/speech", headers={"Authorization": f"Bearer {key}"}, json=body
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert not upstream.requests
