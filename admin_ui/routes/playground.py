@@ -166,7 +166,7 @@ async def transcribe(request: Request, session: UserDep) -> Response:
         "transcriptions",
         model,
         None,
-        form={"model": model, "response_format": "json"},
+        form=[("model", model), ("response_format", "json")],
         files=[part],
         count_usage=lambda obj: (0, 0),
     )
