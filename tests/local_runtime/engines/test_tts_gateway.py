@@ -75,6 +75,8 @@ def test_speech_through_the_gateway_is_heard_back(served, tmp_path):
 
 
 def test_streaming_response_to_a_file(served, tmp_path):
+    """FastGPT's call: mp3 with a speed, the body piped on as it streams (labring/FastGPT
+    `packages/service/core/ai/audio/speech.ts`, text2Speech)."""
     _gw, client = served
     out = tmp_path / "speech.mp3"
     with client.audio.speech.with_streaming_response.create(

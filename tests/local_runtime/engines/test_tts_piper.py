@@ -215,3 +215,30 @@ def test_a_format_without_an_encoder_names_the_ones_that_work(
 def test_the_voice_object_and_full_name_are_accepted(engine: PiperEngine) -> None:
     assert synth(engine, voice={"id": "joe"}, response_format="wav")[1]
     assert synth(engine, voice="en_US-joe-medium", response_format="wav")[1]
+
+
+@needs_voice
+def test_a_stream_closed_early_stops_the_synthesis(
+    engine: PiperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that leaves after the first sentence does not cost the rest of the text."""
+    _, voice = engine._voices["joe"]
+    real = voice.synthesize
+    made: list[Any] = []
+
+    def counting(text: str, config: Any = None) -> Any:
+        for chunk in real(text, config):
+            made.append(chunk)
+            yield chunk
+
+    monkeypatch.setattr(voice, "synthesize", counting)
+
+    async def first_then_leave() -> bytes:
+        text = " ".join(["This is one more sentence."] * 8)
+        _, stream = await engine.speech({"input": text, "voice": "joe", "response_format": "pcm"})
+        first = await anext(stream)
+        await stream.aclose()  # type: ignore[attr-defined]
+        return first
+
+    assert asyncio.run(first_then_leave())
+    assert len(made) == 1  # of eight sentences
