@@ -14,6 +14,7 @@ import importlib.util
 import json
 import re
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def heard(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine() -> PiperEngine:
+def engine() -> Iterator[PiperEngine]:
     eng = PiperEngine(piper_spec(joe_dir()))
     eng.load()
     yield eng
