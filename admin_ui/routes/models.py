@@ -1,4 +1,5 @@
-"""Models: the catalog (search, type and ability filters), launch with Xinference's parameters,
+"""Models: the catalog (search, type and ability filters; grouped by type; each family marked
+ready to launch offline or with the download it needs), launch with Xinference's parameters,
 running instances (status, replicas, memory, uptime, idle timer, progress, logs, terminate) and
 custom model registration. Talks to app.state.runtime (the Supervisor) and app.state.catalog."""
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -17,6 +19,7 @@ from gateway.admin_api.envelope import first_error
 
 router = APIRouter(prefix="/models")
 TYPES = ("llm", "embedding", "rerank", "audio", "image")
+FORM_LIMIT = 40
 ABILITIES = (
     "chat",
     "generate",
@@ -52,6 +55,13 @@ def _launch_fields(form: FormData) -> dict[str, Any]:
     return data
 
 
+def _statuses(families: list[Any], home: Any) -> dict[str, str]:
+    """Per family: "ready: ..." or "download ~N GB" (the CLI's words)."""
+    from local_runtime.catalog import offline
+
+    return {family.name: offline.describe(offline.status(family, home)) for family in families}
+
+
 @router.get("")
 async def page(request: Request, session: UserDep) -> Response:
     catalog = runtime_view.catalog_of(request)
@@ -63,12 +73,22 @@ async def page(request: Request, session: UserDep) -> Response:
         if catalog is not None
         else []
     )
+    runtime = runtime_view.runtime_of(request)
+    home = runtime.home if runtime is not None else None
+    # looks for files on disk (cache, starter packages): off the event loop
+    statuses = await run_in_threadpool(_statuses, families, home)
+    groups = [(kind, [f for f in families if f.type == kind]) for kind in TYPES]
     return render(
         request,
         "models.html",
         session,
         page="models",
         families=families,
+        groups=[(kind, members) for kind, members in groups if members],
+        statuses=statuses,
+        # a launch form per family is ~3 kB: the full catalog (250+) links to a filtered page
+        with_forms=len(families) <= FORM_LIMIT,
+        form_limit=FORM_LIMIT,
         q=q,
         types=TYPES,
         abilities=ABILITIES,
