@@ -93,6 +93,13 @@ class Metrics:
         self.rate_limited = Counter(
             "modelport_rate_limited", "requests refused by a limit", ["reason"], registry=r
         )
+        self.quota_over_reported = Counter(
+            "modelport_quota_over_reported",
+            "quota units an upstream reported beyond what a limited token had reserved (not "
+            "charged: a limited token never goes below zero)",
+            ["channel"],
+            registry=r,
+        )
         self._state = _StateCollector()
         r.register(self._state)
 

@@ -9,6 +9,7 @@ and random-key floods get 429, while a known key never touches the counter.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Callable
@@ -76,6 +77,7 @@ class TokenAuthenticator:
         self._admin_hash = admin_hash
         self._ttl = ttl
         self._cache: dict[str, _Entry] = {}
+        self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self.guard = guard or AttemptLimiter(limit=API_KEY_FAILURES)
 
     def invalidate(self) -> None:
@@ -103,13 +105,23 @@ class TokenAuthenticator:
         self, digest: str, entry: _Entry | None, now: float, client_ip: str | None
     ) -> Caller:
         """An unknown (or stale) key: the attempt is counted per client address before the
-        lookup, and becomes a failure when no token has this key."""
+        lookup, and becomes a failure when no token has this key.
+
+        Concurrent requests with the same key share one lookup and one count: a burst from one
+        address on a cold cache (a restart, or every `ttl`) was otherwise counted as that many
+        guesses in flight and refused with "too many invalid API keys"."""
+        shared = self._loading.get(digest)
+        if shared is not None:
+            return self._check(await asyncio.shield(shared), client_ip)
         keys = (address_key(client_ip),)
         self.guard.acquire_or_raise(keys, "invalid API keys", client_ip)
         unknown = False
         try:
             if entry is None or now - entry.fetched > self._ttl:
-                entry = await self._load(digest, now)
+                task = asyncio.ensure_future(self._load(digest, now))
+                self._loading[digest] = task
+                task.add_done_callback(lambda _: self._loading.pop(digest, None))
+                entry = await asyncio.shield(task)
             unknown = entry.caller is None
         finally:
             self.guard.release(keys, failed=unknown)

@@ -6,6 +6,11 @@ usage rows, one UPDATE per token for settlement, one per channel. If the databas
 unreachable the batch is kept and retried, and `close()` flushes everything at shutdown, so a
 graceful stop loses nothing.
 
+Settling a limited token's request also deletes its `QuotaReservation` row in the same
+transaction (gateway.billing.reservations). Should a recovery have refunded that reservation
+already (this process's lease ran out while it still lived), the DELETE finds nothing and the
+settlement takes the refunded amount back, so no unit is refunded twice.
+
 A row the database refuses (PostgreSQL rejects a NUL in text) would otherwise fail its batch on
 every retry and stop all recording behind it. So a batch refused for its data is written again
 one record at a time: only the refused rows are lost (logged and counted in `rejected`), and
@@ -22,13 +27,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db.tables import Channel, Token, UsageLog
+from gateway.billing.reservations import ReservationLedger
+from gateway.db.tables import Channel, QuotaReservation, Token, UsageLog
 
 log = logging.getLogger("modelport.usage")
 
@@ -44,6 +50,7 @@ class UsageRecord:
     reserved: int = 0  # quota taken before the call
     charged: int = 0  # quota the request really costs
     channel_id: int = 0
+    reservation_id: int = 0  # its QuotaReservation row, deleted with the settlement
 
 
 @dataclass(slots=True)
@@ -53,6 +60,7 @@ class _Batch:
     used: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     accessed: dict[int, int] = field(default_factory=dict)
     channel_used: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    held: dict[int, UsageRecord] = field(default_factory=dict)  # by reservation id
 
     @classmethod
     def of(cls, records: list[UsageRecord]) -> _Batch:
@@ -70,6 +78,8 @@ class _Batch:
             else:  # the reservation already moved `reserved`; settle the difference
                 self.remain[r.token_id] -= r.charged - r.reserved
                 self.used[r.token_id] += r.charged - r.reserved
+                if r.reservation_id:
+                    self.held[r.reservation_id] = r
             self.accessed[r.token_id] = int(time.time())
         if r.channel_id and r.charged:
             self.channel_used[r.channel_id] += r.charged
@@ -98,6 +108,7 @@ class UsageWriter:
         self.dropped = 0
         self.rejected = 0  # rows the database refused (their settlement was still written)
         self.flush_errors = 0
+        self.ledger = ReservationLedger(sessions)
 
     def record(self, rec: UsageRecord) -> None:
         if len(self._pending) >= self.max_pending:
@@ -111,6 +122,7 @@ class UsageWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-writer")
+        self.ledger.start()
 
     async def _run(self) -> None:
         """Flush every interval; while the database is down, back off (up to 30 s) instead of
@@ -187,6 +199,8 @@ class UsageWriter:
             if b.logs:
                 # Core insert (executemany): the ORM bulk path costs ~0.1 ms of Python per row.
                 await session.execute(insert(UsageLog.__table__), b.logs)  # type: ignore[attr-defined]
+            if b.held:
+                await self._release(session, b)
             for tid in set(b.remain) | set(b.used) | set(b.accessed):
                 values: dict[str, Any] = {"accessed_time": b.accessed.get(tid, int(time.time()))}
                 if b.remain.get(tid):
@@ -202,6 +216,21 @@ class UsageWriter:
                 )
             await session.commit()
 
+    async def _release(self, session: AsyncSession, b: _Batch) -> None:
+        """Delete the batch's reservation rows; one already gone was refunded by a recovery, so
+        its amount is charged again here."""
+        result = await session.execute(
+            delete(QuotaReservation)
+            .where(col(QuotaReservation.id).in_(list(b.held)))
+            .returning(col(QuotaReservation.id))
+        )
+        gone = set(b.held) - set(result.scalars().all())
+        for rid in gone:
+            r = b.held[rid]
+            log.warning("reservation %d of token %d was refunded before settling", rid, r.token_id)
+            b.remain[r.token_id] -= r.reserved
+            b.used[r.token_id] += r.reserved
+
     async def close(self, flush_for_s: float = 30.0) -> None:
         """Stop the flusher, then keep trying to write what is pending for `flush_for_s`."""
         if self._task is not None:
@@ -214,3 +243,4 @@ class UsageWriter:
                 await asyncio.sleep(0.5)
         if self._pending:
             log.error("shutdown: %d usage rows could not be written", len(self._pending))
+        await self.ledger.close()

@@ -24,8 +24,8 @@ from starlette.responses import Response
 
 from gateway.auth.tokens import Caller
 from gateway.billing.prices import PriceBook
+from gateway.billing.reservations import reserve
 from gateway.billing.usage import UsageRecord, UsageWriter
-from gateway.db.crud.tokens import reserve_quota
 from gateway.errors import (
     ModelportError,
     PermissionDenied,
@@ -54,6 +54,7 @@ class RelayCall:
     max_output_tokens: int = 0  # reservation bound for the completion
     count_usage: Callable[[dict[str, Any]], tuple[int, int]] | None = None  # surface-specific
     content: str = ""  # prompt text, kept only when the token asks for request logging
+    reservation_id: int = 0  # its QuotaReservation row (0: nothing reserved)
     _prompt: int | None = None
 
     @property
@@ -152,8 +153,13 @@ class RelayService:
                 reserved = price.quota(call.prompt_tokens, call.max_output_tokens)
                 try:
                     async with self.sessions() as session:
-                        taken = await reserve_quota(
-                            session, token_id=caller.token_id, amount=reserved
+                        taken = await reserve(
+                            session,
+                            token_id=caller.token_id,
+                            amount=reserved,
+                            holder=self.usage.ledger.holder,
+                            request_id=call.request_id,
+                            model=req.model,
                         )
                 except (SQLAlchemyError, OSError) as exc:
                     raise Unavailable(
@@ -161,11 +167,12 @@ class RelayService:
                         code="database_unavailable",
                         headers={"Retry-After": "2"},
                     ) from exc
-                if not taken:
+                if taken is None:
                     raise QuotaExceeded(
                         f"token '{caller.name}' has not enough quota left for this request "
                         f"(needs up to {reserved} units): add quota or lower max_tokens"
                     )
+                call.reservation_id = taken
             started = time.perf_counter()
             try:
                 outcome = await self.dispatcher.dispatch(
@@ -345,6 +352,8 @@ class RelayService:
         req, caller = call.request, call.caller
         charged = self.prices.get(req.model).quota(prompt, completion) if status < 400 else 0
         ep = o.endpoint if o else None
+        if charged > reserved and not caller.unlimited:
+            charged = self._cap(call, ep, charged, reserved)
         latency = time.perf_counter() - started
         if lease is not None and self.limiter is not None:
             self.limiter.settle(lease, prompt + completion if status < 400 else 0)
@@ -391,5 +400,26 @@ class RelayService:
                 reserved=reserved,
                 charged=charged,
                 channel_id=ep.channel_id if ep else 0,
+                reservation_id=call.reservation_id,
             )
         )
+
+    def _cap(self, call: RelayCall, ep: Any, charged: int, reserved: int) -> int:
+        """A limited token is a budget that never goes below zero: it pays at most what was
+        reserved for the request's own bound (its max_tokens, else the default estimate). An
+        upstream reporting more (a wrong tokenizer, or one inflating its counts) is logged and
+        counted, not charged."""
+        channel = ep.channel_name if ep else "-"
+        log.warning(
+            "request %s: upstream %s reported usage worth %d quota units, %d were reserved; "
+            "token %r charged %d",
+            call.request_id,
+            channel,
+            charged,
+            reserved,
+            call.caller.name,
+            reserved,
+        )
+        if self.metrics is not None:
+            self.metrics.quota_over_reported.labels(channel).inc(charged - reserved)
+        return reserved

@@ -119,3 +119,17 @@ def test_sk_key_guessing_is_limited_and_a_known_key_keeps_working(proxied_gatewa
     other = gw.openai(key, default_headers=from_address("198.51.100.3"))
     assert other.models.list().data is not None
     known.close()
+
+
+def test_a_burst_with_one_valid_key_on_a_cold_cache_is_not_taken_for_guessing(gateway):
+    """Each attempt is counted before its lookup, so 100 parallel requests with a real key that
+    the gateway had not looked up yet (after a restart, or every cache TTL) were 100 attempts in
+    flight from one address: all past the 30th got "too many invalid API keys". Concurrent
+    requests with the same key now share one lookup and one count."""
+    key = gateway.create_token(name="busy")
+
+    async def call(client: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await client.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+
+    answers = asyncio.run(_burst(gateway.url, 100, call))
+    assert Counter(r.status_code for r in answers) == {200: 100}

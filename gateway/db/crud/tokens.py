@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.auth.keys import display_prefix, generate_key, hash_key
 from gateway.db.models import TokenCreate, TokenPublic, TokenUpdate
-from gateway.db.tables import Token, TokenStatus
+from gateway.db.tables import Token
 
 
 def to_public(token: Token) -> TokenPublic:
@@ -86,25 +86,3 @@ async def list_tokens(
         stmt, count = stmt.where(cond), count.where(cond)
     stmt = stmt.order_by(col(Token.id).desc()).offset(page * page_size).limit(page_size)
     return list((await session.exec(stmt)).all()), int((await session.exec(count)).one())
-
-
-async def reserve_quota(session: AsyncSession, *, token_id: int, amount: int) -> bool:
-    """Take `amount` from a limited token in one conditional UPDATE (atomic on SQLite and PG).
-
-    The WHERE clause is the check: two concurrent reservations can never both see the same
-    remaining quota, which is One API's check-then-decrement race.
-    """
-    stmt = (
-        update(Token)
-        .where(col(Token.id) == token_id)
-        .where(col(Token.status) == TokenStatus.ENABLED)
-        .where(col(Token.remain_quota) >= amount)
-        .where(col(Token.remain_quota) > 0)
-        .values(
-            remain_quota=col(Token.remain_quota) - amount,
-            used_quota=col(Token.used_quota) + amount,
-        )
-    )
-    result = await session.exec(stmt)
-    await session.commit()
-    return bool(result.rowcount)
