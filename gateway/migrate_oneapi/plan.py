@@ -57,6 +57,7 @@ AS_CUSTOM = {
     26: ("Baichuan", "https://api.baichuan-ai.com"),
 }
 CUSTOM_TYPE = 8
+AZURE = 3
 
 # Types with their own wire format or URL scheme in One API and no adaptor here.
 NOT_SERVED = {
@@ -155,6 +156,17 @@ def _channel_type(row: dict[str, Any], base_url: str, notes: list[str]) -> tuple
     return type_, base_url
 
 
+def _azure_deployments(label: str, models: str, mapping: dict[str, Any], notes: list[str]) -> None:
+    """One API calls an Azure deployment by the model name without dots (gpt-3.5-turbo ->
+    gpt-35-turbo, relay/adaptor/openai/adaptor.go GetRequestURL); modelport sends the mapped
+    name, so the mapping says it."""
+    for model in (m.strip() for m in models.split(",")):
+        target = mapping.get(model, model)
+        if "." in target:
+            mapping[model] = target.replace(".", "")
+            notes.append(f"{label}: Azure deployment of {model} is {mapping[model]}, as in One API")
+
+
 def _channel(row: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
     label = f"channel {row['id']} {row.get('name')!r}"
     mapped = _channel_type(row, _text(row.get("base_url")).strip(), notes)
@@ -167,6 +179,8 @@ def _channel(row: dict[str, Any], notes: list[str]) -> dict[str, Any] | None:
         mapping.pop(k)
     if bad:
         notes.append(f"{label}: model_mapping entries {bad} are not names and were dropped")
+    if type_ == AZURE:
+        _azure_deployments(label, _text(row.get("models")), mapping, notes)
     config = _json_object(row.get("config"), f"{label}: config", notes)
     config["one_api_id"] = row["id"]
     other = _text(row.get("other"))

@@ -199,7 +199,7 @@ def rows(upstream_url: str) -> dict[str, list[dict[str, Any]]]:
                 created_time=now,
                 base_url="https://contoso.openai.azure.com",
                 other="2024-02-15-preview",
-                models="gpt-35-turbo",
+                models="gpt-35-turbo,gpt-4.1",
                 group="default",
                 model_mapping="",
                 priority=0,

@@ -81,6 +81,8 @@ def test_import_and_use_the_keys(gateway, oneapi_url, monkeypatch):
 
     channels = {c["name"]: c for c in gateway.api("GET", "/api/channel/", params={"page_size": 50})}
     assert channels["azure"]["type"] == 3 and channels["azure"]["other"] == "2024-02-15-preview"
+    # One API strips dots from Azure deployment names (relay/adaptor/openai/adaptor.go)
+    assert json.loads(channels["azure"]["model_mapping"]) == {"gpt-4.1": "gpt-41"}
     assert (
         channels["api2d"]["type"] == 8
         and channels["api2d"]["base_url"] == "https://oa.api2d.net/v1"
