@@ -4,6 +4,7 @@ the benchmarks need (a channel to an upstream, an unlimited sk- token)."""
 from __future__ import annotations
 
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class Gateway:
     def __init__(
-        self, *, cpus: str | None = None, runtime: bool = False, env: dict[str, str] | None = None
+        self,
+        *,
+        cpus: str | None = None,
+        runtime: bool = False,
+        env: dict[str, str] | None = None,
+        workers: int | None = None,
     ) -> None:
+        """`workers=None`: bench/common/serve_gateway.py (one process, access log off);
+        `workers=N`: the real `modelport serve --workers N` with its defaults (access log on)."""
         self.home = tempfile.TemporaryDirectory(prefix="modelport-bench-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -26,8 +34,18 @@ class Gateway:
         # An empty config file: the repository's config/modelport.yaml must not leak in.
         cfg = Path(self.home.name) / "modelport.yaml"
         cfg.write_text("{}\n")
+        cmd = (
+            python_cmd(str(ROOT / "bench" / "common" / "serve_gateway.py"), str(self.port))
+            if workers is None
+            else [
+                str(Path(sys.executable).parent / "modelport"),
+                "serve",
+                "--workers",
+                str(workers),
+            ]
+        )
         self.proc = Proc(
-            python_cmd(str(ROOT / "bench" / "common" / "serve_gateway.py"), str(self.port)),
+            cmd,
             name="gateway",
             cpus=cpus,
             env={
@@ -35,7 +53,8 @@ class Gateway:
                 "MODELPORT_CONFIG": str(cfg),
                 "MODELPORT_ADMIN_TOKEN": self.admin_token,
                 "MODELPORT_RUNTIME_ENABLED": "true" if runtime else "false",
-                "MODELPORT_LOG_LEVEL": "WARNING",  # access log off, as uvicorn's is
+                # access log off, as uvicorn's is (serve_gateway.py); `modelport serve` keeps it
+                "MODELPORT_LOG_LEVEL": "WARNING" if workers is None else "INFO",
                 "MODELPORT_PORT": str(self.port),
                 "HF_HUB_OFFLINE": "1",
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
