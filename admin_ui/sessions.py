@@ -90,7 +90,7 @@ class _Cached:
     user: str
     seen: int  # seen_at as the row has it
     expires: int
-    fetched: float  # time.monotonic()
+    fetched: float  # Sessions.cache_clock()
 
 
 class SessionStore:
@@ -112,6 +112,7 @@ class SessionStore:
         self.idle_s = idle_s
         self.max_age_s = max_age_s
         self.cache_ttl_s = cache_ttl_s
+        self.cache_clock: Callable[[], float] = time.monotonic  # ages cached copies; tests set it
         self._cache: dict[str, _Cached] = {}
         # Tells the other replicas a session ended (digest) or all did (None); set by
         # admin_ui.integration to publish on the cluster bus.
@@ -167,7 +168,7 @@ class SessionStore:
         key = hash_key(sid)
         now = int(time.time())
         entry = None if fresh else self._cache.get(key)
-        if entry is not None and time.monotonic() - entry.fetched > self.cache_ttl_s:
+        if entry is not None and self.cache_clock() - entry.fetched > self.cache_ttl_s:
             entry = None
         if entry is None:
             session = await self._load(sid, key, now)
@@ -203,7 +204,7 @@ class SessionStore:
             return None
         if len(self._cache) >= CACHE_MAX:
             self._prune()
-        self._cache[key] = _Cached(row.username, row.seen_at, row.expires_at, time.monotonic())
+        self._cache[key] = _Cached(row.username, row.seen_at, row.expires_at, self.cache_clock())
         session = self.anonymous(sid)
         session.user = row.username
         session.flash = _flash_of(row.flash)
@@ -261,5 +262,5 @@ class SessionStore:
             self._cache.pop(key, None)
 
     def _prune(self) -> None:
-        limit = time.monotonic() - self.cache_ttl_s
+        limit = self.cache_clock() - self.cache_ttl_s
         self._cache = {k: v for k, v in self._cache.items() if v.fetched >= limit}
