@@ -18,7 +18,8 @@ specs that differ only in the size are folded into one spec with `{size}`, GGUF 
 reordered so Q4_K_M (the usual default) comes first, and formats no modelport engine reads (fp8,
 bnb, fp4) are left out. Families already defined in another catalog file are skipped, so
 hand-written entries win. Abilities outside modelport's set (hybrid, audio, omni) are dropped, and
-families whose point is audio or omni input are skipped (no engine here takes audio into chat).
+families whose point is audio input (omni, audio-only chat) are skipped: no engine here takes audio
+into chat.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import yaml
 
 FORMATS = {"pytorch": "pytorch", "ggufv2": "gguf", "awq": "awq", "gptq": "gptq", "mlx": "mlx"}
 LLM_ABILITIES = ("chat", "generate", "tools", "vision", "reasoning")
-SKIP_ABILITIES = {"audio", "omni"}
 # Chat families whose prompt format lives in the repo's Python code, not a Jinja template.
 REMOTE_CODE_TEMPLATES = {"qwen-chat", "baichuan-2-chat"}
 # Text-only embedding models a sentence-transformers engine serves (multimodal ones need more).
@@ -219,8 +219,8 @@ def _sizes(spec: dict[str, Any]) -> list[float]:
 
 def llm_family(data: dict[str, Any]) -> dict[str, Any] | None:
     raw = set(data.get("model_ability") or [])
-    if raw & SKIP_ABILITIES:
-        return None
+    if "omni" in raw or ("audio" in raw and "vision" not in raw):
+        return None  # audio-in chat models (gemma-4 also reads images and text: it stays)
     abilities = [a for a in LLM_ABILITIES if a in raw]
     specs = [s for s in (convert_spec(spec) for spec in data["model_specs"]) if s]
     if not specs or not {"chat", "generate"} & set(abilities):
