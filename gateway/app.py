@@ -35,6 +35,7 @@ from gateway.channel_routes import remote_entries
 from gateway.db.engine import make_engine, make_sessionmaker, upgrade
 from gateway.deps import require_admin
 from gateway.errors import ModelportError, error_body
+from gateway.health import HealthChecks, liveness, readiness
 from gateway.limits import make_limiter
 from gateway.logging import configure_logging
 from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await hook(app)
             await usage.close()
             await limiter.aclose()
+            await app.state.health_checks.aclose()
             for upstream in {id(u): u for u in upstreams.values()}.values():
                 await upstream.aclose()
             await engine.dispose()
@@ -250,9 +252,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(api, tags=["Admin API"])
 
-    @app.get("/health", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    # liveness and readiness (gateway.health says which probe is which, and why)
+    state.health_checks = HealthChecks(sessions, settings.redis_url)
+    app.add_api_route("/health", liveness, include_in_schema=False)
+    app.add_api_route("/health/ready", readiness, include_in_schema=False)
 
     metrics_deps = [] if settings.metrics_public else [Depends(require_admin)]
 

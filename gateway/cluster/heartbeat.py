@@ -102,7 +102,11 @@ class ReplayGuard:
     """Signatures seen in the last 2 x MAX_SKEW_S: a repeated one is a replay."""
 
     def __init__(self, redis_url: str = "", prefix: str = "modelport") -> None:
-        self._redis: Redis | None = Redis.from_url(redis_url) if redis_url else None
+        self._redis: Redis | None = (
+            Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            if redis_url
+            else None
+        )
         self._prefix = f"{prefix}:cluster:heartbeat:"
         self._seen: dict[str, float] = {}
 

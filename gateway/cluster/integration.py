@@ -24,7 +24,7 @@ from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.heartbeat import ReplayGuard
 from gateway.cluster.host_runtime import HostRuntime
 from gateway.cluster.namespace import namespace
-from gateway.cluster.nodes import NodeRegistry, NodeStore, RedisNodeStore
+from gateway.cluster.nodes import NodeRegistry, NodeStore
 from gateway.cluster.pubsub import ClusterBus
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.model_info import ServedModel
@@ -36,11 +36,7 @@ def install(app: FastAPI) -> None:
     settings = state.settings
     prefix = namespace(settings)  # two installations may share one Redis (cluster.namespace)
     bus = ClusterBus(settings.redis_url, prefix=prefix, sessions=state.sessions)
-    store: NodeStore = (
-        RedisNodeStore(settings.redis_url, prefix)
-        if settings.redis_url
-        else DatabaseNodeStore(state.sessions)
-    )
+    store: NodeStore = DatabaseNodeStore(state.sessions)
     local_channel = {"id": 0}
     tasks: set[asyncio.Task[None]] = set()
 

@@ -2,9 +2,11 @@
 
 A node (`modelport node` on a GPU machine, or the one runtime-owning process of a host running
 `uvicorn --workers N`) heartbeats a record: its id, its workers (UID, base URL reachable from the
-gateway, model metadata), its GPUs. The record is stored with a TTL (Redis `SET ... PX`, or a database row
-with an expiry without Redis: gateway.cluster.changes), so a node that stops heartbeating vanishes by itself after `ttl` seconds:
-nothing has to notice it died. Every process syncs the store every `interval` seconds (and at once
+gateway, model metadata), its GPUs. The record is a database row with an expiry
+(gateway.cluster.changes.DatabaseNodeStore), so a node that stops heartbeating vanishes by itself
+after `ttl` seconds: nothing has to notice it died. Records live in the database, not Redis: a
+replica that loses Redis still stores the heartbeats it receives, so one replica's trouble never
+evicts a healthy node from the others (a few writes a second per node is nothing to PostgreSQL). Every process syncs the store every `interval` seconds (and at once
 on a "nodes" bus message) and turns the records into `Endpoint`s of the route table.
 
 Requests to a worker carry that worker launch's own key, derived here from the `key_id` its
@@ -30,8 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster.secret import worker_key
 from gateway.model_info import ServedModel
@@ -54,44 +55,6 @@ class NodeStore(Protocol):
     async def remove(self, node_id: str) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-class RedisNodeStore:
-    """Shared by every gateway process: one key per node with a TTL, and a set of node ids."""
-
-    def __init__(self, redis_url: str, prefix: str = "modelport") -> None:
-        self._redis = Redis.from_url(redis_url)
-        self._set = f"{prefix}:cluster:nodes"
-        self._key = f"{prefix}:cluster:node:"
-
-    async def put(self, record: dict[str, Any], ttl: float) -> None:
-        node_id = record["node_id"]
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key + node_id, orjson.dumps(record), px=int(ttl * 1000))
-            pipe.sadd(self._set, node_id)
-            await pipe.execute()
-
-    async def get(self, node_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(self._key + node_id)
-        return orjson.loads(raw) if raw is not None else None
-
-    async def all(self) -> list[dict[str, Any]]:
-        members = await self._redis.smembers(self._set)
-        ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-        if not ids:
-            return []
-        values = await self._redis.mget([self._key + i for i in ids])
-        gone = [i for i, v in zip(ids, values, strict=True) if v is None]
-        if gone:
-            await self._redis.srem(self._set, *gone)
-        return [orjson.loads(v) for v in values if v is not None]
-
-    async def remove(self, node_id: str) -> None:
-        await self._redis.delete(self._key + node_id)
-        await self._redis.srem(self._set, node_id)
-
-    async def aclose(self) -> None:
-        await self._redis.aclose()
 
 
 SetLocal = Callable[[str, list[Endpoint]], None]
@@ -255,6 +218,6 @@ class NodeRegistry:
         while True:
             try:
                 await self.sync()
-            except (RedisError, OSError, ValueError) as exc:
+            except (SQLAlchemyError, OSError, ValueError) as exc:  # keep the last known nodes
                 log.warning("node registry sync failed: %s", exc)
             await asyncio.sleep(self.interval)

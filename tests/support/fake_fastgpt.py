@@ -5,12 +5,24 @@ It implements what `gateway.export.fastgpt_push` talks to, with FastGPT's behavi
 - `POST /api/support/user/account/loginByPassword {username, password: sha256hex, code}` ->
   sets the `fastgpt_token` cookie (the code must be the last one issued, and is used up);
 - `GET /api/core/ai/model/list` -> the models, as FastGPT lists them (root only);
-- `POST /api/core/ai/model/update {model, metadata}` -> upserts one model, merging metadata
-  into what is stored (root only);
-- `POST /api/core/ai/model/updateWithJson {config}` -> replaces every model. The code under
-  test must never call it: every call is recorded, so a test can assert there were none.
+- `POST /api/core/ai/model/update {model, metadata}` -> upserts one model's stored document with
+  FastGPT's merge (root only);
+- `POST /api/core/ai/model/updateWithJson {config}` -> replaces every stored document. The code
+  under test must never call it: every call is recorded, so a test can assert there were none.
 Answers use FastGPT's `{code, statusText, message, data}` envelope; errors are HTTP 500 with the
 message in `message`, as FastGPT's jsonRes does.
+
+Models are kept as FastGPT keeps them (labring/FastGPT, v4.8.20 .. v4.9):
+- `system`: the built-in models of its provider files (`packages/service/core/ai/config/
+  provider/*.json`; by default the 24 of v4.8.23 in tests/data/fastgpt-system-models-v4.8.23.json);
+- `db`: the `system_models` collection, `model -> metadata`;
+- `models`: what `loadSystemModels` (packages/service/core/ai/config/utils.ts) makes of both:
+  a built-in is `{...fileModel, ...dbModel.metadata, provider, type: dbModel.metadata.type ||
+  fileModel.type, isCustom: false}` (so a stored type overrides the built-in's), any other stored
+  document is `{...metadata, isCustom: true}`;
+- `model/update` (projects/app/src/pages/api/core/ai/model/update.ts, l.27-46 of the v4.9 file)
+  stores `{...findModelFromAlldata(model), ...dbModel.metadata, ...metadata}` without `avatar`
+  and `isCustom`, with `model` forced, `name` trimmed and null values dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,16 +42,17 @@ from tests.support.provider_server import ServedApp
 
 ROOT = "root"
 TOKEN_COOKIE = "fastgpt_token"
-# A built-in model FastGPT ships with; a push must leave it alone.
-BUILTIN_MODEL = {
-    "model": "gpt-4o-mini",
-    "metadata": {
-        "type": "llm",
-        "provider": "OpenAI",
-        "model": "gpt-4o-mini",
-        "name": "GPT-4o-mini",
-    },
-}
+SYSTEM_MODELS_FILE = (
+    Path(__file__).resolve().parent.parent / "data" / "fastgpt-system-models-v4.8.23.json"
+)
+# A built-in model FastGPT ships with (in SYSTEM_MODELS_FILE); a push must leave its type alone.
+BUILTIN_MODEL = {"model": "gpt-4o-mini", "metadata": {"type": "llm", "provider": "OpenAI"}}
+
+
+def load_system_models(path: Path = SYSTEM_MODELS_FILE) -> dict[str, dict[str, Any]]:
+    """model -> built-in model, each with its provider file's `provider` (as FastGPT loads them)."""
+    providers = json.loads(path.read_text(encoding="utf-8"))
+    return {m["model"]: {**m, "provider": p["provider"]} for p in providers for m in p["list"]}
 
 
 @dataclass(slots=True)
@@ -52,7 +66,8 @@ class Call:
 @dataclass(slots=True)
 class FakeFastGPTState:
     root_password: str
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> metadata
+    system: dict[str, dict[str, Any]] = field(default_factory=dict)  # built-ins, by model
+    db: dict[str, dict[str, Any]] = field(default_factory=dict)  # system_models: model -> metadata
     calls: list[Call] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)  # model -> error message for update
     codes: dict[str, str] = field(default_factory=dict)
@@ -62,6 +77,48 @@ class FakeFastGPTState:
     def calls_to(self, path_end: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.path.endswith(path_end)]
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Every model as FastGPT's loadSystemModels builds it (built-ins first)."""
+        with self.lock:
+            return effective_models(self.system, self.db)
+
+
+def effective_models(
+    system: dict[str, dict[str, Any]], db: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for model, file_model in system.items():
+        stored = db.get(model) or {}
+        out[model] = {
+            **file_model,
+            **stored,
+            "provider": stored.get("provider") or file_model["provider"],
+            "type": stored.get("type") or file_model["type"],
+            "isCustom": False,
+        }
+    for model, stored in db.items():
+        if model not in out:
+            out[model] = {**stored, "isCustom": True}
+    return out
+
+
+def merged_update(
+    system: dict[str, dict[str, Any]],
+    db: dict[str, dict[str, Any]],
+    model: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The document FastGPT's model/update stores for `model` (update.ts l.27-46)."""
+    found = effective_models(system, db).get(model) or {}  # findModelFromAlldata
+    concat = {**found, **(db.get(model) or {}), **metadata}
+    concat.pop("avatar", None)
+    concat.pop("isCustom", None)
+    concat["model"] = model
+    if isinstance(concat.get("name"), str):
+        concat["name"] = concat["name"].strip()
+    return {k: v for k, v in concat.items() if v is not None}
 
 
 def _ok(data: Any = None) -> JSONResponse:
@@ -119,18 +176,17 @@ def create_app(state: FakeFastGPTState) -> FastAPI:
         _, authed = await record(request)
         if not authed:
             return _err("unAuthorization", 403)
-        with state.lock:
-            listed = [
-                {
-                    "type": m.get("type"),
-                    "provider": m.get("provider"),
-                    "model": model,
-                    "name": m.get("name"),
-                    "isActive": m.get("isActive", False),
-                    "isCustom": m.get("isCustom", False),
-                }
-                for model, m in state.models.items()
-            ]
+        listed = [
+            {
+                "type": m.get("type"),
+                "provider": m.get("provider"),
+                "model": model,
+                "name": m.get("name"),
+                "isActive": m.get("isActive", False),
+                "isCustom": m.get("isCustom", False),
+            }
+            for model, m in state.models.items()
+        ]
         return _ok(listed)
 
     @app.post("/api/core/ai/model/update")
@@ -144,9 +200,8 @@ def create_app(state: FakeFastGPTState) -> FastAPI:
         with state.lock:
             if model in state.reject:
                 return _err(state.reject[model])
-            merged = {**state.models.get(model, {}), **((body or {}).get("metadata") or {})}
-            merged["model"] = model
-            state.models[model] = merged
+            metadata = (body or {}).get("metadata") or {}
+            state.db[model] = merged_update(state.system, state.db, model, metadata)
         return _ok({})
 
     @app.post("/api/core/ai/model/updateWithJson")
@@ -156,7 +211,7 @@ def create_app(state: FakeFastGPTState) -> FastAPI:
             return _err("unAuthorization", 403)
         items = json.loads((body or {}).get("config") or "[]")
         with state.lock:
-            state.models = {i["model"]: i["metadata"] for i in items}
+            state.db = {i["model"]: i["metadata"] for i in items}
         return _ok({})
 
     return app
@@ -165,9 +220,13 @@ def create_app(state: FakeFastGPTState) -> FastAPI:
 class FakeFastGPT:
     """Serves the fake on 127.0.0.1 at a free port until `stop()`."""
 
-    def __init__(self, root_password: str = "1234") -> None:
-        self.state = FakeFastGPTState(root_password=root_password)
-        self.state.models[BUILTIN_MODEL["model"]] = dict(BUILTIN_MODEL["metadata"])
+    def __init__(
+        self, root_password: str = "1234", system: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        self.state = FakeFastGPTState(
+            root_password=root_password,
+            system=load_system_models() if system is None else system,
+        )
         self._served = ServedApp(create_app(self.state))
         self.url = self._served.url
 
