@@ -27,11 +27,12 @@ def _ids(gw: Gateway) -> set[str]:
     return {n["node_id"] for n in gw.api("GET", "/api/nodes")}
 
 
-def test_a_heartbeat_is_signed_and_cannot_be_replayed(make_gateway, tmp_path: Path):
-    """Two replicas on one Redis: a heartbeat accepted by one is refused by both when replayed;
-    stale and altered heartbeats are refused; the fixed proof of old nodes no longer works."""
+def test_a_heartbeat_is_signed_and_cannot_be_replayed(make_gateway, tmp_path: Path, pg_url: str):
+    """Two replicas on one PostgreSQL and Redis: a heartbeat accepted by one is refused by both
+    when replayed; stale, altered and unsigned heartbeats are refused."""
     prefix = f"mp-hb-{time.time_ns()}"
-    common = {"node_token": NODE_TOKEN, "cluster_secret": SECRET, "redis_url": REDIS_URL}
+    common = {"node_token": NODE_TOKEN, "cluster_secret": SECRET, "redis_url": REDIS_URL,
+              "database_url": pg_url}  # fmt: skip
     a = make_gateway(redis_prefix=prefix, **common)
     b = make_gateway(redis_prefix=prefix, **common)
     body = orjson.dumps({"node_id": "gpu-a", "session": "s1"})
