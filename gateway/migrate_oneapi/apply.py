@@ -63,11 +63,14 @@ async def import_channels(
 
 
 async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes: list[str]) -> int:
+    """One commit for the whole batch: a key already known (imported before, or the same key
+    twice) is skipped."""
+    seen = await token_crud.known_hashes(session, [hash_key(str(r.get("key"))) for r in rows])
     created = 0
     for row in rows:
         label = f"token {row.get('one_api_id')} {row.get('name')!r}"
         key = str(row.get("key") or "")
-        if await token_crud.get_by_hash(session, hash_key(key)) is not None:
+        if hash_key(key) in seen:
             notes.append(f"{label}: its key is already a modelport token: skipped")
             continue
         try:
@@ -75,13 +78,11 @@ async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes
         except ValidationError as exc:
             notes.append(f"{label} not imported: {first_error(exc)}")
             continue
-        token, _ = await token_crud.create_token(session, data=data, key=key)
-        for name in TOKEN_HISTORY:
-            if name in row:
-                setattr(token, name, row[name])
-        session.add(token)
-        await session.commit()
+        history = {name: row[name] for name in TOKEN_HISTORY if name in row}
+        session.add(token_crud.new_token(data=data, key=key, **history))
+        seen.add(hash_key(key))
         created += 1
+    await session.commit()
     return created
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,7 +23,17 @@ async def create_token(
 ) -> tuple[Token, str]:
     """Create a token; returns the row and the full key (shown once, never stored)."""
     key = key or generate_key()
-    row = Token(
+    row = new_token(data=data, key=key)
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    return row, key
+
+
+def new_token(*, data: TokenCreate, key: str, **history: Any) -> Token:
+    """The row for `key` (stored as its hash); `history` sets fields a migrated token brings
+    along (status, created_time, accessed_time, used_quota)."""
+    return Token(
         name=data.name,
         key_hash=hash_key(key),
         key_prefix=display_prefix(key),
@@ -35,11 +47,14 @@ async def create_token(
         tpm=data.tpm or 0,
         max_concurrency=data.max_concurrency or 0,
         log_content=bool(data.log_content),
+        **history,
     )
-    session.add(row)
-    await session.commit()
-    await session.refresh(row)
-    return row, key
+
+
+async def known_hashes(session: AsyncSession, hashes: list[str]) -> set[str]:
+    """Which of these key digests already belong to a token."""
+    stmt = select(Token.key_hash).where(col(Token.key_hash).in_(hashes))
+    return set((await session.exec(stmt)).all())
 
 
 async def get_by_hash(session: AsyncSession, key_hash: str) -> Token | None:
