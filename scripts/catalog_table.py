@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from local_runtime.catalog import Family
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "catalog.md"
@@ -62,15 +66,14 @@ Compared with xorbitsai/inference@7ecec16b6338 (2026-08):
 """
 
 
-def _sizes(family: object) -> str:
-    sizes = sorted({s.size_in_billions for s in family.specs if s.size_in_billions is not None})  # type: ignore[attr-defined]
+def _sizes(family: Family) -> str:
+    sizes = sorted({s.size_in_billions for s in family.specs if s.size_in_billions is not None})
     return ", ".join(f"{s:g}" for s in sizes)
 
 
-def _name(family: object) -> str:
-    aliases = getattr(family, "aliases", [])
-    extra = f" ({', '.join(f'`{a}`' for a in aliases)})" if aliases else ""
-    return f"`{family.name}`{extra}"  # type: ignore[attr-defined]
+def _name(family: Family) -> str:
+    extra = f" ({', '.join(f'`{a}`' for a in family.aliases)})" if family.aliases else ""
+    return f"`{family.name}`{extra}"
 
 
 def render() -> str:

@@ -19,7 +19,7 @@ import yaml
 try:  # libyaml's parser, when PyYAML was built with it: several times faster on this catalog
     from yaml import CSafeLoader as SafeLoader
 except ImportError:  # pragma: no cover - PyYAML without libyaml
-    from yaml import SafeLoader  # type: ignore[assignment]
+    from yaml import SafeLoader
 
 from local_runtime import files
 from local_runtime.catalog.schema import CatalogError, Family, parse_family
