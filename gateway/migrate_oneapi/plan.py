@@ -316,7 +316,7 @@ def make_plan(data: OneApiData) -> Plan:
     per_unit = float(data.options.get("QuotaPerUnit") or DEFAULT_QUOTA_PER_UNIT)
     if per_unit != DEFAULT_QUOTA_PER_UNIT:
         plan.notes.append(
-            f"QuotaPerUnit is {per_unit:g}: quotas are rescaled to modelport's {QUOTA_PER_USD} = 1 USD"
+            f"QuotaPerUnit is {per_unit:.0f}: quotas are rescaled to modelport's {QUOTA_PER_USD} = 1 USD"
         )
     imported: dict[int, dict[str, Any]] = {}
     for row in data.channels:

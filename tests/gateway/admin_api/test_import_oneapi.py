@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app as cli
 from gateway.migrate_oneapi import plan
-from gateway.migrate_oneapi.source import sqlalchemy_url
+from gateway.migrate_oneapi.source import OneApiData, sqlalchemy_url
 from tests.conftest import ADMIN_TOKEN
 from tests.support import oneapi_db
 
@@ -159,3 +159,30 @@ def test_a_database_that_is_not_one_api(gateway, tmp_path):
     args = ["import", "one-api", "--db", f"sqlite:///{db}", "--url", gateway.url]
     result = CliRunner().invoke(cli, [*args, "--admin-token", ADMIN_TOKEN])
     assert result.exit_code == 1 and "is this One API's database?" in result.output
+
+
+def test_plan_rescales_a_custom_quota_per_unit():
+    """QuotaPerUnit (model/option.go) is how many quota units make 1 USD in that One API: at
+    1,000,000 a token's 1,000,000 remaining is 1 USD, modelport's 500,000; ratio 1 is then
+    1 USD per 1M tokens (quota = tokens x ratio)."""
+    data = OneApiData(
+        channels=[],
+        tokens=[
+            {
+                "id": 1,
+                "user_id": 0,
+                "key": "k" * 48,
+                "name": "t",
+                "remain_quota": 1_000_000,
+                "used_quota": 10,
+                "expired_time": -1,
+                "unlimited_quota": 0,
+                "status": 1,
+            }
+        ],
+        options={"QuotaPerUnit": "1000000", "ModelRatio": '{"m": 1}'},
+    )
+    made = plan.make_plan(data)
+    assert made.tokens[0]["remain_quota"] == 500_000 and made.tokens[0]["key"] == "sk-" + "k" * 48
+    assert made.prices == [{"model": "m", "input": 1.0, "completion_ratio": None}]
+    assert any("QuotaPerUnit is 1000000" in n for n in made.notes)

@@ -112,14 +112,19 @@ def test_other_is_kept_and_is_gemini_api_version(gateway, gemini):
     assert gemini.requests[-1].path.startswith("/v1/models/")
 
 
-def test_test_all_then_delete_disabled(served):
+def test_test_all_then_delete_disabled(served, fake_upstream):
     dead = served.add_channel(name="dead", base_url=f"http://127.0.0.1:{free_port()}", models="m")
+    back = served.add_channel(name="back", base_url=fake_upstream.url, models="m", status=3)
     results = {r["name"]: r for r in served.api("GET", "/api/channel/test")}
     assert results["up"]["success"] and not results["dead"]["success"]
+    # an auto-disabled channel that passes is enabled again (One API's ShouldEnableChannel)
+    assert served.api("GET", f"/api/channel/{back['id']}")["status"] == 1
+    only = served.api("GET", "/api/channel/test", params={"scope": "disabled"})
+    assert only == []  # nothing is disabled now
     assert served.api("GET", f"/api/channel/{dead['id']}")["test_time"] > 0
     served.api("PUT", "/api/channel/", json={"id": dead["id"], "status": 2})
     assert served.api("DELETE", "/api/channel/disabled") == 1
-    assert [c["name"] for c in served.api("GET", "/api/channel/")] == ["local", "up"]
+    assert [c["name"] for c in served.api("GET", "/api/channel/")] == ["local", "up", "back"]
 
 
 @pytest.fixture
