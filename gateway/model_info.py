@@ -39,7 +39,7 @@ class ServedModel(BaseModel):
     voices: list[str] = Field(default_factory=list)
     # Local models: how the runtime serves them, in Xinference's words (its describe_model).
     engine: str | None = None
-    model_format: str | None = None  # pytorch, ggufv2, awq, gptq, ...
+    model_format: str | None = None  # the runtime's: pytorch, gguf, awq, gptq, ...
     model_family: str | None = None
     model_size_in_billions: float | None = None
     quantization: str | None = None

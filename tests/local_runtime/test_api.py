@@ -119,6 +119,11 @@ def test_xinference_client_round_trip(gw: Gateway) -> None:
     assert listed["xsmol"]["model_type"] == "LLM"
     desc = client.describe_model("xsmol")
     assert desc["model_name"] == "smollm2-135m-instruct" and "chat" in desc["model_ability"]
+    # the launch's spec, as Xinference's LLMDescription.to_dict gives it (xinference/model/llm/
+    # core.py: model_format, model_size_in_billions, model_family or the name, quantization)
+    assert desc["model_format"] == "ggufv2" and desc["quantization"] == "Q4_1"
+    assert desc["model_size_in_billions"] == 0.135
+    assert desc["model_family"] == "smollm2-135m-instruct"
     model = client.get_model("xsmol")
     reply = model.chat(
         messages=[

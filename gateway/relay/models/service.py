@@ -43,6 +43,8 @@ DEFAULT_ABILITIES: dict[ModelKind, list[str]] = {
     "audio_speech": ["text2audio"],
     "image_generation": ["text2image"],
 }
+# The runtime says "gguf"; Xinference's clients launch and list GGUF models as "ggufv2".
+XINFERENCE_FORMATS = {"gguf": "ggufv2"}
 LOADING_RETRY_AFTER_S = 5
 
 
@@ -130,7 +132,7 @@ class ModelDirectory:
         if m.source == "local":
             item.update(
                 {
-                    "model_format": m.model_format,
+                    "model_format": XINFERENCE_FORMATS.get(m.model_format or "", m.model_format),
                     "model_family": m.model_family or m.display_name or m.id,
                     "model_size_in_billions": m.model_size_in_billions,
                     "quantization": m.quantization,
