@@ -1,0 +1,128 @@
+"""Attack (or accident): the gateway process is killed with SIGKILL while streams are in flight.
+
+Before: the reservations of the killed process lived only in its memory: 20 streams killed
+mid-way left no usage rows and their reserved units (2,000 here) neither refunded nor settled,
+for good. Now each reservation is a QuotaReservation row: the next start of the same installation
+(or a surviving replica, once it sees the holder is gone) refunds it and writes a usage row that
+says so. Real `modelport serve` processes, a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.scale.procs import Replica, wait_for
+
+# output 10 USD / 1M tokens: max_tokens=20 reserves 100 units per stream
+PRICES = {"m": {"input": 0.0, "output": 10.0}}
+QUOTA, STREAMS, RESERVED = 10_000, 20, 100
+
+
+def _open_streams(url: str, key: str, n: int) -> tuple[httpx.Client, list[Any]]:
+    """n streams, each read up to its first content chunk (so each is mid-stream)."""
+    client = httpx.Client(base_url=url, timeout=60)
+    opened: list[tuple[httpx.Response, Any]] = []
+    for _ in range(n):
+        request = client.build_request(
+            "POST",
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "m",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 20,
+                "stream": True,
+            },
+        )
+        resp = client.send(request, stream=True)
+        assert resp.status_code == 200, resp.read()
+        # The line iterator is kept: an abandoned one closes its connection when collected.
+        lines = resp.iter_lines()
+        first = next(line for line in lines if line.startswith("data:"))
+        assert "content" in first
+        opened.append((resp, lines))
+    return client, opened
+
+
+def _crash_midstream(a: Replica, fake: Any) -> str:
+    fake.reset(chunk_delay=60)  # one word, then a long pause: every stream stays open
+    a.api("POST", "/api/channel/", json={"name": "up", "base_url": fake.url, "models": "m"})
+    key = a.api(
+        "POST",
+        "/api/token/",
+        json={"name": "crash", "unlimited_quota": False, "remain_quota": QUOTA},
+    )["key"]
+    client, streams = _open_streams(a.url, key, STREAMS)
+    a.kill()
+    for resp, _ in streams:
+        resp.close()
+    client.close()
+    return str(key)
+
+
+def _token(r: Replica) -> dict[str, Any]:
+    return r.api("GET", "/api/token/", params={"keyword": "crash"})[0]  # type: ignore[no-any-return]
+
+
+def _refunded(r: Replica) -> Callable[[], bool]:
+    def check() -> bool:
+        t = _token(r)
+        return bool(t["remain_quota"] == QUOTA and t["used_quota"] == 0)
+
+    return check
+
+
+def _recovered_rows(r: Replica) -> list[dict[str, Any]]:
+    logs = r.api("GET", "/api/log/", params={"token_name": "crash", "page_size": 100})
+    return [x for x in logs if "stopped before this request was settled" in x["error"]]
+
+
+def test_sigkill_mid_stream_is_refunded_at_the_next_start(tmp_path, fake_upstream):
+    home: Path = tmp_path / "home"
+    env = {"MODELPORT_PRICES": json.dumps(PRICES)}
+    first = Replica(home, env).ready()
+    try:
+        _crash_midstream(first, fake_upstream)
+    finally:
+        first.stop()
+    # The money in flight is on disk, not lost with the process.
+    with sqlite3.connect(home / "modelport.db") as db:
+        (open_rows,) = db.execute("SELECT count(*) FROM quotareservation").fetchone()
+        (remain,) = db.execute("SELECT remain_quota FROM token WHERE name='crash'").fetchone()
+    assert open_rows == STREAMS
+    assert remain == QUOTA - STREAMS * RESERVED
+
+    second = Replica(home, env).ready()
+    try:
+        wait_for(_refunded(second), "the crashed process's reservations refunded")
+        rows = _recovered_rows(second)
+        assert len(rows) == STREAMS
+        assert {x["status"] for x in rows} == {500}
+    finally:
+        second.stop()
+    with sqlite3.connect(home / "modelport.db") as db:
+        assert db.execute("SELECT count(*) FROM quotareservation").fetchone() == (0,)
+
+
+def test_a_surviving_replica_refunds_a_killed_ones_reservations(tmp_path, fake_upstream, pg_url):
+    """Two replicas on PostgreSQL: one is killed mid-stream, the other (never restarted) refunds
+    what it held, exactly once."""
+    env = {"MODELPORT_PRICES": json.dumps(PRICES), "MODELPORT_DATABASE_URL": pg_url}
+    doomed = Replica(tmp_path / "a", env).ready()
+    survivor = Replica(tmp_path / "b", env).ready()
+    try:
+        _crash_midstream(doomed, fake_upstream)
+        wait_for(_refunded(survivor), "the survivor refunds the killed replica's reservations")
+        assert len(_recovered_rows(survivor)) == STREAMS
+    finally:
+        doomed.stop()
+        survivor.stop()
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        assert db.execute("SELECT count(*) FROM quotareservation").fetchone() == (0,)
