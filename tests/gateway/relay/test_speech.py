@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
+from tests.support.polling import wait_for
 from tests.support.servers import ServerThread
 
 FIRST = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb" * 512  # an mp3's first bytes
@@ -37,6 +38,7 @@ class SpeechUpstream:
     requests: list[dict[str, Any]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     gave_up: bool = False
+    abandoned: bool = False
     server: ServerThread | None = None
 
     @property
@@ -59,10 +61,14 @@ def upstream() -> Iterator[SpeechUpstream]:
             return Response(orjson.dumps({"error": {**error, "param": "voice", "code": None}}), 400)
 
         async def audio() -> Any:
-            yield FIRST
-            # held until the client has the first chunk (a buffering gateway never lets it)
-            up.gave_up = not await asyncio.to_thread(up.release.wait, RELEASE_LIMIT_S)
-            yield REST
+            try:
+                yield FIRST
+                # held until the client has the first chunk (a buffering gateway never lets it)
+                up.gave_up = not await asyncio.to_thread(up.release.wait, RELEASE_LIMIT_S)
+                yield REST
+            except (asyncio.CancelledError, GeneratorExit):
+                up.abandoned = True  # the gateway hung up on us
+                raise
 
         return StreamingResponse(audio(), media_type="audio/mpeg")
 
@@ -186,3 +192,26 @@ def test_a_speech_body_is_held_to_the_json_limit_not_the_upload_limit(make_gatew
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert not upstream.requests
+
+
+def test_a_listener_leaving_mid_audio_is_logged_once(ctx, upstream):
+    gw, key = ctx
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/v1/audio/speech",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "tts-1", "voice": "alloy", "input": "Hello there."},
+        timeout=60,
+    ) as resp:
+        assert resp.status_code == 200
+        assert next(resp.iter_bytes())  # then hang up while the upstream still holds the rest
+    # the gateway notices, closes its upstream connection and logs the cut stream
+    wait_for(lambda: upstream.abandoned, "the gateway to hang up on the upstream")
+
+    def logged():
+        gw.flush_usage()
+        return gw.api("GET", "/api/log/", params={"token_name": "speaker"})
+
+    rows = wait_for(logged, "the usage row of the abandoned stream")
+    assert len(rows) == 1 and "disconnected" in rows[0]["error"]
+    assert rows[0]["prompt_tokens"] == len("Hello there.")
