@@ -1,7 +1,8 @@
 """FastGPT >= 4.8.20: the model-config JSON, `[{model, metadata}]`.
 
-This is what FastGPT's model page imports ("导入配置"), what `updateWithJson` takes, and what
-`push_models` sends one entry at a time. FastGPT's own documentation examples omit
+This is what FastGPT's model page takes in its "配置文件" (config file) editor, which saves it with
+`updateWithJson` and so replaces every stored model, and what `push_models` sends one entry at a
+time (merging). FastGPT's own documentation examples omit
 `metadata.type` and fail to import, and FastGPT registers only `isActive: true` models while the
 importer does not set it: both are always written here.
 """
