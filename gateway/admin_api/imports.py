@@ -18,10 +18,12 @@ router = APIRouter(prefix="/import")
 async def import_one_api(request: Request, session: SessionDep) -> dict[str, Any]:
     body = await json_body(request)
     if not isinstance(body, dict) or not all(
-        isinstance(body.get(k, []), list) for k in ("channels", "tokens", "prices")
+        isinstance(body.get(k, []), list) and all(isinstance(r, dict) for r in body.get(k, []))
+        for k in ("channels", "tokens", "prices")
     ):
         return fail(
-            "send {channels: [...], tokens: [...], prices: [...]} (modelport import one-api)"
+            "send {channels: [{...}], tokens: [{...}], prices: [{...}]} "
+            "(what `modelport import one-api` sends)"
         )
     state = request.app.state
     notes: list[str] = []

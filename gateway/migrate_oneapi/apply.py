@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.admin_api.envelope import first_error
 from gateway.auth.keys import hash_key
 from gateway.billing.price_admin import PriceIn, completion_ratio, save_price
-from gateway.billing.prices import PriceBook
+from gateway.billing.prices import MAX_QUOTA, PriceBook
 from gateway.db.crud import channels as channel_crud
 from gateway.db.crud import tokens as token_crud
 from gateway.db.models import ChannelCreate, TokenCreate
@@ -24,6 +24,19 @@ from gateway.db.models import ChannelCreate, TokenCreate
 # kept from One API's row after creation (ChannelCreate/TokenCreate do not take them)
 CHANNEL_HISTORY = ("used_quota", "balance", "created_time", "test_time", "response_time")
 TOKEN_HISTORY = ("status", "created_time", "accessed_time", "used_quota")
+# One API's keys are 48 random characters; a short one would be a guessable modelport token
+MIN_KEY_LENGTH = len("sk-") + 16
+
+
+def _history(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, int | float]:
+    """The numeric history fields of a row (anything else is left at modelport's default)."""
+    return {
+        n: row[n]
+        for n in names
+        if isinstance(row.get(n), int | float)
+        and not isinstance(row[n], bool)
+        and 0 <= row[n] < MAX_QUOTA
+    }
 
 
 async def _imported_channel_ids(session: AsyncSession) -> set[int]:
@@ -53,9 +66,8 @@ async def import_channels(
         (ch,) = await channel_crud.create_channels(session, data=data, box=box)
         # the key as One API held it, whole: a newline in it is not a batch of keys here
         ch.key_enc = box.encrypt(str(row.get("key") or "").strip())
-        for name in CHANNEL_HISTORY:
-            if name in row:
-                setattr(ch, name, row[name])
+        for name, value in _history(row, CHANNEL_HISTORY).items():
+            setattr(ch, name, value)
         session.add(ch)
         await session.commit()
         created += 1
@@ -70,6 +82,9 @@ async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes
     for row in rows:
         label = f"token {row.get('one_api_id')} {row.get('name')!r}"
         key = str(row.get("key") or "")
+        if not key.startswith("sk-") or len(key) < MIN_KEY_LENGTH:
+            notes.append(f"{label} not imported: its key is too short to be One API's")
+            continue
         if hash_key(key) in seen:
             notes.append(f"{label}: its key is already a modelport token: skipped")
             continue
@@ -78,7 +93,9 @@ async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes
         except ValidationError as exc:
             notes.append(f"{label} not imported: {first_error(exc)}")
             continue
-        history = {name: row[name] for name in TOKEN_HISTORY if name in row}
+        history = _history(row, TOKEN_HISTORY)
+        if history.get("status") not in (None, 1, 2, 3, 4):
+            history.pop("status")
         session.add(token_crud.new_token(data=data, key=key, **history))
         seen.add(hash_key(key))
         created += 1

@@ -186,3 +186,24 @@ def test_plan_rescales_a_custom_quota_per_unit():
     assert made.tokens[0]["remain_quota"] == 500_000 and made.tokens[0]["key"] == "sk-" + "k" * 48
     assert made.prices == [{"model": "m", "input": 1.0, "completion_ratio": None}]
     assert any("QuotaPerUnit is 1000000" in n for n in made.notes)
+
+
+def test_import_endpoint_refuses_what_is_not_a_plan(gateway):
+    """Admin-only, and still checked: rows must be objects, keys long enough to be One API's."""
+    for body in ([], {"tokens": "x"}, {"channels": [1]}):
+        answer = gateway.admin.post("/api/import/one-api", json=body).json()
+        assert answer["success"] is False and "modelport import one-api" in answer["message"]
+    out = gateway.api(
+        "POST", "/api/import/one-api", json={"tokens": [{"one_api_id": 1, "key": "sk-abc"}]}
+    )
+    assert out["tokens"] == 0 and "too short" in out["notes"][0]
+    odd = {"one_api_id": 2, "key": "sk-" + "q" * 48, "name": "odd", "status": 9, "used_quota": "x"}
+    assert gateway.api("POST", "/api/import/one-api", json={"tokens": [odd]})["tokens"] == 1
+    token = gateway.api("GET", "/api/token/", params={"keyword": "odd"})[0]
+    assert (token["status"], token["used_quota"]) == (1, 0)
+    assert (
+        gateway.admin.post(
+            "/api/import/one-api", json={}, headers={"Authorization": ""}
+        ).status_code
+        == 401
+    )
