@@ -84,6 +84,7 @@ class PiperEngine(Engine):
     def __init__(self, spec: ResolvedSpec) -> None:
         super().__init__(spec)
         self._voices: dict[str, tuple[VoiceFile, PiperVoice]] = {}
+        self._names: list[str] = []  # the voices offered, in file order
         self._formats: list[str] = []
         self._slots: asyncio.Semaphore | None = None
 
@@ -116,6 +117,7 @@ class PiperEngine(Engine):
 
         loaded: dict[Path, PiperVoice] = {}
         for vf in voice_files(Path(self.spec.model_path)):
+            self._names.append(vf.name)
             if vf.onnx not in loaded:
                 loaded[vf.onnx] = PiperVoice.load(
                     vf.onnx, use_cuda=self.spec.device.startswith("cuda")
@@ -130,7 +132,7 @@ class PiperEngine(Engine):
         self._voices.clear()
 
     def status(self) -> dict[str, Any]:
-        return {"voices": self.voices(self.spec), "response_formats": self._formats}
+        return {"voices": self._names, "response_formats": self._formats}
 
     # --- speech ----------------------------------------------------------------------------
     def _check(self, body: dict[str, Any]) -> tuple[str, VoiceFile, PiperVoice, str, float]:
@@ -146,7 +148,7 @@ class PiperEngine(Engine):
         voice = body.get("voice")
         if isinstance(voice, dict):  # OpenAI's custom-voice object {"id": ...}
             voice = voice.get("id")
-        offered = ", ".join(self.voices(self.spec))
+        offered = ", ".join(self._names)
         if not isinstance(voice, str) or voice.lower() not in self._voices:
             raise EngineError(
                 f"unknown voice {voice!r} for model {self.spec.uid!r}; its voices: {offered}",
