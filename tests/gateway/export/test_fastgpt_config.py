@@ -318,3 +318,25 @@ def test_no_chat_model_still_gives_a_complete_file():
     assert cfg["llmModels"] == []
     assert [e["model"] for e in cfg["vectorModels"]] == ["bge-m3"]
     assert cfg["whisperModel"]["model"]  # FastGPT reads it unguarded
+
+
+@pytest.mark.parametrize(
+    ("model", "key"), [("qwen-chat", "reasoningSwitch"), ("bge-m3", "batchSize")]
+)
+def test_keys_fastgpt_never_declared_are_refused(model, key):
+    """FastGPT 4.8.20 .. 4.12 declares neither an LLM `reasoningSwitch` nor an embedding
+    `batchSize` (labring/FastGPT packages/global/core/ai/model.d.ts: LLMModelItemType,
+    EmbeddingModelItemType), so an override may not claim them."""
+    with pytest.raises(FastGPTExportError, match=key):
+        build(overrides={model: {key: True}})
+
+
+def test_speech_models_list_their_own_voices():
+    """A local TTS engine's voices (ServedModel.voices) replace OpenAI's in both eras."""
+    models = [ServedModel(id="piper-joe", kind="audio_speech", source="local", voices=["joe"])]
+    doc = build_config_json(models, base_url=BASE_URL, api_key=API_KEY)
+    assert doc["audioSpeechModels"][0]["voices"] == [
+        {"label": "Joe", "value": "joe", "bufferId": "piper-joe-joe"}
+    ]
+    (item,) = build_model_config(models, base_url=BASE_URL, api_key=API_KEY)
+    assert item["metadata"]["voices"] == [{"label": "Joe", "value": "joe"}]

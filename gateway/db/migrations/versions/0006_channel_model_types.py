@@ -60,6 +60,25 @@ def upgrade() -> None:
     _move_declared_types()
 
 
+def _restore_declared_types() -> None:
+    """Back into the config, so a downgrade keeps the admin's kinds (in the new words)."""
+    conn = op.get_bind()
+    rows = conn.execute(sa.text("SELECT id, config, model_types FROM channel")).fetchall()
+    for channel_id, config_text, types_text in rows:
+        try:
+            config, kinds = json.loads(config_text or "{}"), json.loads(types_text or "{}")
+        except ValueError:
+            continue
+        if not kinds or not isinstance(config, dict):
+            continue
+        config["model_types"] = kinds
+        conn.execute(
+            sa.text("UPDATE channel SET config = :c WHERE id = :i"),
+            {"c": json.dumps(config), "i": channel_id},
+        )
+
+
 def downgrade() -> None:
+    _restore_declared_types()
     with op.batch_alter_table("channel", schema=None) as batch_op:
         batch_op.drop_column("model_types")
