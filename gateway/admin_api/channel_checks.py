@@ -101,11 +101,14 @@ class BalanceUnsupported(Exception):
     """This channel type has no balance API that One API (or modelport) knows."""
 
 
-async def _get_json(client: httpx.AsyncClient, url: str, key: str) -> Any:
+async def _get_json(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any]:
     resp = await client.get(url, headers={"Authorization": f"Bearer {key}"})
     if resp.status_code != 200:  # the body stays out of the answer: it may not be ours to show
         raise ValueError(f"{url} answered HTTP {resp.status_code}")
-    return resp.json()
+    body = resp.json()
+    if not isinstance(body, dict):
+        raise ValueError(f"{url} answered {type(body).__name__}, not a JSON object")
+    return body
 
 
 async def _openai_balance(client: httpx.AsyncClient, base: str, key: str) -> float:
@@ -167,7 +170,10 @@ async def update_balance(state: State, ch: Channel) -> float:
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(20.0, connect=5.0), follow_redirects=False, trust_env=False
     ) as client:
-        balance = await reader(client, ch.base_url.rstrip("/"), key)
+        try:
+            balance = await reader(client, ch.base_url.rstrip("/"), key)
+        except (KeyError, TypeError, AttributeError) as exc:  # the provider's answer, not ours
+            raise ValueError(f"the provider's answer has an unexpected shape ({exc!r})") from exc
     async with state.sessions() as session:
         await crud.set_channel_fields(session, channel_id=ch.id or 0, balance=balance)
     return balance

@@ -151,6 +151,10 @@ def billing() -> Iterator[str]:
             ],
         }
 
+    @app.get("/v1/user/info")
+    async def siliconflow() -> dict[str, object]:
+        return {"code": 20000, "data": ["not", "an", "object"]}
+
     with ServerThread(app) as server:
         yield server.url
 
@@ -164,10 +168,17 @@ def test_update_balance(gateway, billing):
     assert gateway.api("GET", f"/api/channel/{openai_ch['id']}")["balance"] == 99.5
     body = gateway.admin.get(f"/api/channel/update_balance/{deepseek['id']}").json()
     assert body["balance"] == 42.5
+    odd = gateway.add_channel(name="s", type=44, base_url=billing, key="sk-bill", models="m")
+    body = gateway.admin.get(f"/api/channel/update_balance/{odd['id']}").json()
+    assert body["success"] is False and "unexpected shape" in body["message"]
     body = gateway.admin.get(f"/api/channel/update_balance/{local['id']}").json()
     assert body["success"] is False and "no balance API" in body["message"]
     every = gateway.api("GET", "/api/channel/update_balance")
-    assert {r["id"]: r["balance"] for r in every} == {openai_ch["id"]: 99.5, deepseek["id"]: 42.5}
+    assert {r["id"]: r.get("balance") for r in every} == {
+        openai_ch["id"]: 99.5,
+        deepseek["id"]: 42.5,
+        odd["id"]: None,
+    }
 
 
 def test_channel_types_follow_one_api(gateway):
