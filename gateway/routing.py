@@ -171,12 +171,14 @@ class HealthTracker:
     def success(self, endpoint_id: str) -> None:
         self._c.pop(endpoint_id, None)
 
-    def failure(self, endpoint_id: str) -> None:
+    def failure(self, endpoint_id: str, *, at_once: bool = False) -> None:
+        """`at_once`: open now (a timeout: the endpoint is hung, and each try costs a caller the
+        whole timeout, so it must not get `threshold` of them)."""
         c = self._c.get(endpoint_id)
         if c is None:
             c = self._c[endpoint_id] = _Circuit()
         c.fails += 1
-        if c.fails >= self.threshold or c.open_until:  # a failed probe reopens at once
+        if at_once or c.fails >= self.threshold or c.open_until:  # a failed probe reopens at once
             c.open_until = self._clock() + self.cooldown
             c.probe_since = 0.0
 

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 64 * 1024 * 1024
     connect_timeout_s: float = 10.0
     first_byte_timeout_s: float = 120.0
+    # a launched model's (per launch: first_byte_timeout_s); a hung worker then fails over
+    local_first_byte_timeout_s: float = Field(default=30.0, gt=0)
     stream_idle_timeout_s: float = 120.0
     request_timeout_s: float = 900.0
     default_max_tokens_estimate: int = 1024  # reservation when a request gives no max_tokens

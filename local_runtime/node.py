@@ -152,6 +152,7 @@ class NodeAgent:
                             "model": model,
                             "gpus": rep["gpus"],
                             "key_id": rep["key_id"],
+                            "first_byte_timeout_s": rep["first_byte_timeout_s"],
                         }
                     )
             instances.append({k: inst.get(k) for k in ("uid", "status", "error", "model_name")})

@@ -52,6 +52,13 @@ class LaunchSpec(BaseModel):
     trust_remote_code: bool = False
     engine_options: dict[str, Any] = Field(default_factory=dict)
     node: str | None = Field(default=None, description="run on this node (scale-out)")
+    first_byte_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="fail over to another replica when a worker has not started answering in "
+        "this many seconds (None: local_first_byte_timeout_s); size it to the model's prefill",
+    )
 
     @field_validator("model_type", mode="before")
     @classmethod

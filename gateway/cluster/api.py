@@ -50,6 +50,7 @@ class WorkerRecord(BaseModel):
     gpus: list[int] | None = None
     gpu_memory_bytes: int | None = None
     key_id: str = Field(default="", max_length=64)  # names the worker's key (cluster.secret)
+    first_byte_timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
 class NodeRecord(BaseModel):

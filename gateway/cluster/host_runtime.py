@@ -121,6 +121,7 @@ class HostRuntime:
                 "uid": inst["uid"],
                 "base_url": f"http://127.0.0.1:{rep['port']}/v1",
                 "key_id": rep.get("key_id", ""),
+                "first_byte_timeout_s": rep.get("first_byte_timeout_s"),
                 "model": models[inst["uid"]].model_dump() if inst["uid"] in models else None,
             }
             for inst in instances

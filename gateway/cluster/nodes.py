@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster.secret import worker_key
 from gateway.model_info import ServedModel
-from gateway.upstreams.base import Endpoint
+from gateway.upstreams.base import Endpoint, Timeouts
 
 log = logging.getLogger("modelport.cluster")
 
@@ -196,6 +196,7 @@ class NodeRegistry:
             api_key=self._key(node_id, worker.get("key_id") or "", scope),
             weight=int(worker.get("weight", 1)),
             config={"stream_usage": True},
+            timeouts=Timeouts(first_byte=float(worker.get("first_byte_timeout_s") or 30.0)),
         )
 
     def _key(self, node_id: str, key_id: str, scope: str) -> str | None:

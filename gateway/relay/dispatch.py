@@ -178,7 +178,7 @@ class Dispatcher:
                     await ep.prepare()
                 resp = await self.upstreams[ep.kind].send(request, ep)
             except UpstreamUnavailable as exc:
-                self.health.failure(ep.id)
+                self.health.failure(ep.id, at_once=_hung(ep, exc))
                 errors.append(f"{ep.channel_name}: {exc}")
                 timed_out = timed_out or isinstance(exc, UpstreamTimedOut)
                 continue
@@ -205,7 +205,7 @@ class Dispatcher:
                 try:
                     first = await _first_chunk(resp.stream, ep.timeouts.first_byte)
                 except (UpstreamUnavailable, TimeoutError) as exc:
-                    self.health.failure(ep.id)
+                    self.health.failure(ep.id, at_once=_hung(ep, exc))
                     errors.append(f"{ep.channel_name}: stream failed before its first byte: {exc}")
                     if resp.close is not None:
                         await resp.close()
@@ -221,6 +221,13 @@ class Dispatcher:
             f"every endpoint serving '{request.model}' failed ({attempts} tried): {detail}. "
             "Retry later, or check the channels in the admin UI."
         )
+
+
+def _hung(ep: Endpoint, exc: Exception) -> bool:
+    """A local worker that missed its model's first-byte timeout is hung (SIGSTOP, a wedged
+    engine): its circuit opens at once, so no other caller waits for it while the supervisor
+    restarts it. A remote channel may just be slow for one request: it keeps the threshold."""
+    return ep.kind == "local" and isinstance(exc, UpstreamTimedOut | TimeoutError)
 
 
 async def _first_chunk(stream: AsyncIterator[bytes], limit_s: float) -> bytes:

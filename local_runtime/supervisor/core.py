@@ -33,7 +33,7 @@ from gateway.model_info import ServedModel
 from gateway.model_kinds import local_kind
 from gateway.routing import RouteTable
 from gateway.settings import Settings
-from gateway.upstreams.base import Endpoint, UpstreamUnavailable
+from gateway.upstreams.base import Endpoint, Timeouts, UpstreamUnavailable
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError, resolve
 from local_runtime.spec import LaunchSpec, ResolvedSpec
@@ -280,6 +280,12 @@ class Supervisor(Upkeep):
                 base_url=f"http://127.0.0.1:{port}/v1",
                 api_key=None,
                 config={"stream_usage": True},
+                # a hung worker (SIGSTOP, a wedged engine) fails over after this, not after the
+                # health checks notice it; the gateway's circuit then skips it at once
+                timeouts=Timeouts(
+                    first_byte=inst.spec.first_byte_timeout_s
+                    or self.settings.local_first_byte_timeout_s
+                ),
             ),
             log=BoundedLog(self.logs_dir / f"{inst.uid}-{index}.log", self.options.log_max_bytes),
         )
@@ -306,7 +312,6 @@ class Supervisor(Upkeep):
             env[WORKER_SECRET_ENV] = rep.key
         return env
 
-    async def _start_all(self, inst: Instance) -> None:
     def _new_key(self, rep: Replica) -> None:
         """A fresh key for this start of the replica: a key seen by anyone (a captured request)
         stops working when the worker restarts, and opens no other worker."""
@@ -316,6 +321,7 @@ class Supervisor(Upkeep):
         key_id = secrets.token_hex(8)
         rep.set_key(key_id, worker_key(self._key_root, self.node, key_id))
 
+    async def _start_all(self, inst: Instance) -> None:
         """Start every replica at once; if one fails, stop them all and raise its reason."""
         inst.state = "loading"
         inst.progress = {"stage": "loading", "replicas_ready": 0, "replicas": len(inst.replicas)}
@@ -357,12 +363,12 @@ class Supervisor(Upkeep):
         if not port_is_free(rep.port):
             rep.set_port(free_port())
         rep.status = "loading"
-        rep.worker = WorkerProcess(
         self._new_key(rep)
+        rep.worker = WorkerProcess(
             spec_path=inst.spec_path,
             port=rep.port,
-            env=self._env(rep),
             key=rep.key,
+            env=self._env(rep),
             log=rep.log,
             error_exit_grace_s=self.options.error_exit_grace_s,
             host=self.options.worker_host,

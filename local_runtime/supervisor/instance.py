@@ -64,6 +64,7 @@ class Replica:
             "pid": self.worker.pid if running and self.worker else None,
             "port": self.port,
             "key_id": self.key_id,
+            "first_byte_timeout_s": self.endpoint.timeouts.first_byte,
             "gpus": self.gpus,
             "rss_bytes": self.health.get("rss_bytes") if running else None,
             "uptime_s": round(now - self.ready_since, 1) if self.ready_since and running else None,
