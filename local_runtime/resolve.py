@@ -17,7 +17,10 @@ from pathlib import Path
 from local_runtime import files, memory
 from local_runtime.catalog import Catalog, Family, ModelSpec, parse_size
 from local_runtime.engines import registry
+from local_runtime.engines.base import SPEECH
 from local_runtime.spec import FORMAT_ALIASES, TYPE_ALIASES, LaunchSpec, ResolvedSpec
+
+TEXT2AUDIO = "text2audio"  # Xinference's ability of a speech model
 
 
 class LaunchError(Exception):
@@ -206,7 +209,12 @@ def _resolve(
         raise LaunchError(str(exc)) from None
     resolved = resolved.model_copy(update={"engine": engine})
     if download:  # the files are here: a speech model's voices are read from them
-        resolved.voices = registry.class_for(resolved).voices(resolved)
+        engine_cls = registry.class_for(resolved)
+        resolved.voices = engine_cls.voices(resolved)
+        if SPEECH in engine_cls.capabilities and TEXT2AUDIO not in resolved.abilities:
+            # a voice registered from a bare folder says nothing of itself: it speaks (and the
+            # FastGPT export and /v1/models must say so, Xinference's way)
+            resolved.abilities.append(TEXT2AUDIO)
     return resolved, chosen, located
 
 

@@ -243,3 +243,26 @@ def test_a_stream_closed_early_stops_the_synthesis(
 
     assert asyncio.run(first_then_leave())
     assert len(made) == 1  # of eight sentences
+
+
+@needs_voice
+def test_a_voice_folder_registered_by_path_is_a_speech_model(tmp_path: Path) -> None:
+    """A custom Piper folder says nothing of itself: it is recognised as an onnx audio model,
+    served by piper, and gets Xinference's text2audio ability (so FastGPT and /v1/models call it
+    a speech model, not a transcriber)."""
+    from local_runtime.catalog import Catalog
+    from local_runtime.resolve import resolve
+    from local_runtime.spec import LaunchSpec
+
+    folder = tmp_path / "voices"
+    folder.mkdir()
+    _voice(folder, "en_US-amy-low", {"num_speakers": 1})
+    catalog = Catalog([], tmp_path / "custom")
+    catalog.register_path("my-voice", folder)
+    resolved = resolve(LaunchSpec(model_name="my-voice"), catalog, home=tmp_path)
+    assert (resolved.model_type, resolved.model_format, resolved.engine) == (
+        "audio",
+        "onnx",
+        "piper",
+    )
+    assert resolved.abilities == ["text2audio"] and resolved.voices == ["amy"]
