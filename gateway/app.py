@@ -32,7 +32,7 @@ from gateway.billing.prices import PriceBook
 from gateway.billing.usage import UsageWriter
 from gateway.bootstrap import admin_token_hash, ensure_channels, ensure_tokens, load_prices
 from gateway.channel_routes import remote_entries
-from gateway.db.engine import make_engine, make_sessionmaker, upgrade
+from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
 from gateway.deps import require_admin
 from gateway.errors import ModelportError, error_body
 from gateway.health import HealthChecks, liveness, readiness
@@ -83,7 +83,12 @@ UPLOAD_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations", "/ui/playg
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(
+        settings.db_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+    )
     sessions = make_sessionmaker(engine)
     secret = (
         settings.secret_key.get_secret_value()
@@ -143,6 +148,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.auto_disable_channels:
         dispatcher.on_disable = monitor.disable
     _register_gauges(metrics, health, usage, limiter, relay)
+    metrics.register_gauge(
+        "modelport_db_pool_exhausted",
+        "callers that found every database connection busy for db_pool_timeout_s (each a 503)",
+        lambda: pool_exhausted(engine),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,10 @@
 """The async engine and sessions, and running migrations at start.
 
 SQLite (default) gets WAL and a busy timeout so concurrent writers queue instead of failing;
-PostgreSQL is used as is. Migrations run with a synchronous engine under a lock (a PostgreSQL
+PostgreSQL gets a pool of `pool_size` + `max_overflow` connections per process (settings
+db_pool_size, db_max_overflow: deploy/README.md adds them up for a layout), and a caller that
+waits `pool_timeout` for one in vain is logged at WARNING and counted (`_WatchedPool.exhausted`,
+the metric modelport_db_pool_exhausted) before its 503, so exhaustion is never silent. Migrations run with a synchronous engine under a lock (a PostgreSQL
 advisory lock, or an flock beside the SQLite file), so processes starting together (replicas,
 `serve --workers N`) upgrade the schema exactly once.
 """
@@ -9,15 +12,20 @@ advisory lock, or an flock beside the SQLite file), so processes starting togeth
 from __future__ import annotations
 
 import fcntl
+import logging
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger("modelport.db")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADVISORY_LOCK_ID = 0x6D6F64656C  # "model"
@@ -50,7 +58,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> AsyncEngine:
+class _WatchedPool(AsyncAdaptedQueuePool):
+    """The async queue pool, counting and logging every caller it had to turn away."""
+
+    exhausted = 0  # per pool instance once incremented (a class default of 0)
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError:
+            self.exhausted += 1
+            log.warning(
+                "database pool exhausted: all %d connections busy for %.0fs (db_pool_size %d + "
+                "db_max_overflow %d); raise them, or PostgreSQL's max_connections "
+                "(deploy/README.md: connections per layout)",
+                self.size() + self._max_overflow,
+                self._timeout,
+                self.size(),
+                self._max_overflow,
+            )
+            raise
+
+
+def pool_exhausted(engine: AsyncEngine) -> int:
+    """How many callers found no free connection in time (0 for SQLite's pool)."""
+    return int(getattr(engine.sync_engine.pool, "exhausted", 0))
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 5, pool_timeout: float = 10.0
+) -> AsyncEngine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = make_url(url).database
@@ -59,7 +96,14 @@ def make_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        poolclass=_WatchedPool,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
