@@ -12,7 +12,7 @@ a random per-launch `key_id` under a root that only the gateways and the worker'
 - a host's own workers use `local_root(secret_key)`, derived from the installation's secret key,
   so every `--workers N` process of the host can call the runtime owner's workers.
 
-Heartbeats are signed (gateway.cluster.heartbeat), so no proof in them can be replayed.
+Heartbeats are signed over their time and body (gateway.cluster.heartbeat), so none replays.
 
 A node without a secret may only bind its workers to a loopback address (`require_secret`): the
 quick start and a single-machine trial keep working, and no worker is ever exposed unguarded.
@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-PROOF_HEADER = "X-Modelport-Cluster-Proof"
-# how a node's supervisor hands the secret to its workers
+# how a supervisor hands each worker its own key
 WORKER_SECRET_ENV = "MODELPORT_WORKER_SECRET"  # noqa: S105 - a variable name, not a secret
 
 
@@ -48,35 +47,6 @@ def local_root(secret_key: str) -> str:
     """The root of a host's own workers' keys: shared by the processes of one installation
     (they read the same secret key), useless for decrypting anything."""
     return hmac.new(secret_key.encode(), b"modelport-local-workers", hashlib.sha256).hexdigest()
-
-
-def proof(secret: str, node_id: str) -> str:
-    """What a node sends to show it holds `secret`, bound to its id so it proves nothing else."""
-    return hmac.new(
-        secret.encode(), b"modelport-node:" + node_id.encode(), hashlib.sha256
-    ).hexdigest()
-
-
-def proof_problem(configured: str | None, node_id: str, given: str | None) -> str | None:
-    """Why a heartbeat's proof does not match this gateway's secret, or None when it does."""
-    if configured is None:
-        if given:
-            return (
-                f"node {node_id!r} has a cluster secret and this gateway has none: set the same "
-                "MODELPORT_CLUSTER_SECRET on every gateway"
-            )
-        return None
-    if not given:
-        return (
-            f"this gateway requires the cluster secret: set MODELPORT_CLUSTER_SECRET on node "
-            f"{node_id!r} to the gateways' value"
-        )
-    if not hmac.compare_digest(given.encode(), proof(configured, node_id).encode()):
-        return (
-            f"node {node_id!r} has a different cluster secret than this gateway: set the same "
-            "MODELPORT_CLUSTER_SECRET on both"
-        )
-    return None
 
 
 def is_loopback(host: str) -> bool:
