@@ -35,7 +35,7 @@ import yaml
 FORMATS = {"pytorch": "pytorch", "ggufv2": "gguf", "awq": "awq", "gptq": "gptq", "mlx": "mlx"}
 LLM_ABILITIES = ("chat", "generate", "tools", "vision", "reasoning")
 # Chat families whose prompt format lives in the repo's Python code, not a Jinja template.
-REMOTE_CODE_TEMPLATES = {"qwen-chat", "baichuan-2-chat"}
+REMOTE_CODE_TEMPLATES = {"qwen-chat", "baichuan-2-chat", "telechat", "cogagent", "deepseek-vl2"}
 # Text-only embedding models a sentence-transformers engine serves (multimodal ones need more).
 EMBEDDINGS = (
     "bge-large-en", "bge-base-en", "gte-large", "gte-base", "e5-large-v2", "bge-large-zh",
