@@ -20,6 +20,7 @@ import typer
 
 FIELDS = ("uid", "model_name", "model_type", "model_engine", "status", "replica")
 CATALOG_FIELDS = ("name", "formats", "sizes", "abilities", "status")
+TYPE_ORDER = ("llm", "embedding", "rerank", "audio", "image")
 
 
 def _parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -86,7 +87,8 @@ def _catalog_text(rows: list[dict[str, Any]]) -> str:
     from local_runtime.catalog.offline import describe
 
     out: list[str] = []
-    for kind in dict.fromkeys(row["type"] for row in rows):
+    present = {row["type"] for row in rows}
+    for kind in [k for k in TYPE_ORDER if k in present] + sorted(present - set(TYPE_ORDER)):
         group = [
             {
                 "name": row["name"] + (" (custom)" if row.get("custom") else ""),

@@ -68,6 +68,7 @@ def test_search_qwen3_lists_families_grouped_and_marked(
     out = modelport("catalog", "--search", "qwen3")
     assert out.returncode == 0, out.stderr
     groups = _groups(out.stdout)
+    assert list(groups) == ["llm", "embedding", "rerank"]
     assert {"qwen3", "Qwen3-Coder", "Qwen3-Instruct", "Qwen3-Thinking"} <= set(groups["llm"])
     assert {"Qwen3-Embedding-0.6B", "Qwen3-Embedding-8B"} <= set(groups["embedding"])
     assert {"Qwen3-Reranker-0.6B"} <= set(groups["rerank"])
