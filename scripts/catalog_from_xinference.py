@@ -248,7 +248,11 @@ def embedding_family(data: dict[str, Any]) -> dict[str, Any]:
         if spec["model_format"] != "pytorch":
             continue  # GGUF embeddings: no modelport engine serves them
         src = spec["model_src"]
-        entry = {"format": "pytorch", "huggingface": src["huggingface"]["model_id"]}
+        entry: dict[str, Any] = {"format": "pytorch"}
+        sized = re.search(r"-(\d+(?:\.\d+)?)B$", data["model_name"])  # Qwen3-Embedding-0.6B
+        if sized:
+            entry["size_in_billions"] = size_of(sized.group(1))
+        entry["huggingface"] = src["huggingface"]["model_id"]
         if src.get("modelscope", {}).get("model_id"):
             entry["modelscope"] = src["modelscope"]["model_id"]
         specs.append(entry)
