@@ -16,7 +16,8 @@ Models are kept as FastGPT keeps them (labring/FastGPT, v4.8.20 .. v4.9):
 - `system`: the built-in models of its provider files (`packages/service/core/ai/config/
   provider/*.json`; by default the 24 of v4.8.23 in tests/data/fastgpt-system-models-v4.8.23.json);
 - `db`: the `system_models` collection, `model -> metadata`;
-- `models`: what `loadSystemModels` (packages/service/core/ai/config/utils.ts) makes of both:
+- `models`: what `loadSystemModels` (packages/service/core/ai/config/utils.ts, l.95-101 of the
+  4.8.2x file that reads `./provider/*.json`; the type rule is the same up to 4.14) makes of both:
   a built-in is `{...fileModel, ...dbModel.metadata, provider, type: dbModel.metadata.type ||
   fileModel.type, isCustom: false}` (so a stored type overrides the built-in's), any other stored
   document is `{...metadata, isCustom: true}`;
