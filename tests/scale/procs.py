@@ -186,18 +186,25 @@ class TcpProxy:
 
         self.target = target
         self.port = free_port()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.resume()
 
-    def _accept(self) -> None:
+    def resume(self) -> None:
+        """Accept (again) on the same port: the dependency comes back."""
+        import socket
+        import threading
+
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def _accept(self, listener: Any) -> None:
         import socket
         import threading
 
         while True:
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
             try:
@@ -227,7 +234,8 @@ class TcpProxy:
 
         self._listener.close()
         with self._lock:
-            for conn in self._conns:
+            conns, self._conns = self._conns, []
+            for conn in conns:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
