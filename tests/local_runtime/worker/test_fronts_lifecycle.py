@@ -149,14 +149,16 @@ def test_the_supervisor_launches_serves_and_stops_a_worker_with_fronts(make_gate
     assert resp.status_code == 200, resp.text
     replica = gw.api("GET", "/api/runtime/instances/mini")["replicas"][0]
     assert replica["status"] == "ready"
-    worker_health = httpx.get(f"http://127.0.0.1:{replica['port']}/health").json()
+    (rep,) = gw.app.state.runtime._instances["mini"].replicas
+    own = {"Authorization": f"Bearer {rep.key}"}  # every worker launch has its own key
+    worker_health = httpx.get(f"http://127.0.0.1:{replica['port']}/health", headers=own).json()
     assert worker_health["pid"] == replica["pid"]
     pids = [front["pid"] for front in worker_health["fronts"]]
 
     client = gw.openai(gw.create_token(name="fronts"), timeout=120)
     vectors = client.embeddings.create(model="mini", input=SENTENCES[:3]).data
     assert [len(v.embedding) for v in vectors] == [384] * 3
-    served = httpx.get(f"http://127.0.0.1:{replica['port']}/health").json()["fronts"]
+    served = httpx.get(f"http://127.0.0.1:{replica['port']}/health", headers=own).json()["fronts"]
     assert sum(front["requests"] for front in served) == 1
 
     assert gw.admin.delete("/v1/models/mini", timeout=120).status_code == 200
