@@ -30,8 +30,8 @@ def test_catalog_page_groups_by_type_and_marks_offline(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the server runs in this process
     home = tmp_path / "home"
-    (home / "models" / "Qwen3-Embedding-0.6B" / "pytorch").mkdir(parents=True)
-    (home / "models" / "Qwen3-Embedding-0.6B" / "pytorch" / "config.json").write_text("{}")
+    (home / "models" / "Qwen3-Embedding-0.6B" / "pytorch-0_6b").mkdir(parents=True)
+    (home / "models" / "Qwen3-Embedding-0.6B" / "pytorch-0_6b" / "config.json").write_text("{}")
     gw = make_gateway(runtime_enabled=True, home=home)
     ui = UIClient(gw.url)
     ui.setup()
