@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.errors import RateLimited
@@ -40,6 +40,7 @@ class AttemptLimiter:
     def __init__(self, *, limit: int, window_s: float = WINDOW_S) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.clock: Callable[[], float] = time.monotonic  # tests replace it to decide time
         self._slots: dict[str, _Slot] = {}
 
     def _slot(self, key: str, now: float) -> _Slot:
@@ -62,7 +63,7 @@ class AttemptLimiter:
     def acquire(self, keys: Sequence[str]) -> int:
         """0: the attempt may go ahead (a slot is taken on every key; `release` it). Else the
         seconds to wait, and nothing is taken. Synchronous, so atomic on the event loop."""
-        now = time.monotonic()
+        now = self.clock()
         slots = [self._slot(k, now) for k in keys]
         wait = 0.0
         for slot in slots:
@@ -86,7 +87,7 @@ class AttemptLimiter:
             )
 
     def release(self, keys: Sequence[str], *, failed: bool) -> None:
-        now = time.monotonic()
+        now = self.clock()
         for key in keys:
             slot = self._slot(key, now)
             slot.pending = max(0, slot.pending - 1)

@@ -76,6 +76,7 @@ class TokenAuthenticator:
         self._sessions = sessions
         self._admin_hash = admin_hash
         self._ttl = ttl
+        self.clock: Callable[[], float] = time.monotonic  # ages cached keys; tests set it
         self._cache: dict[str, _Entry] = {}
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self.guard = guard or AttemptLimiter(limit=API_KEY_FAILURES)
@@ -96,7 +97,7 @@ class TokenAuthenticator:
             return ADMIN_CALLER
         digest = hash_key(canonical_key(key))
         entry = self._cache.get(digest)
-        now = time.monotonic()
+        now = self.clock()
         if entry is not None and entry.caller is not None and now - entry.fetched <= self._ttl:
             return self._check(entry, client_ip)  # the hot path: a known key, no counting
         return await self._guarded_load(digest, entry, now, client_ip)
