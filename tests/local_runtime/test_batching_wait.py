@@ -29,7 +29,8 @@ class Sizes:
 
 
 async def settle() -> None:
-    """Let the collector and the model thread run whatever they would run now."""
+    """Let the collector and the model thread run whatever they would run now: only before
+    asserting that something has *not* happened (a non-event cannot be polled for)."""
     for _ in range(20):
         await asyncio.sleep(0.01)
 
@@ -92,10 +93,11 @@ async def test_a_request_cancelled_while_held_is_skipped():
     batcher = MicroBatcher(fn, BatchSettings(max_batch_size=64, max_wait_ms=FOREVER_MS))
     await asyncio.gather(*(batcher.submit([i]) for i in range(2)))  # expect two requests
     gone = asyncio.ensure_future(batcher.submit([50]))
-    await settle()
+    async with asyncio.timeout(BOUND_S):  # a bound, not a timing claim
+        while batcher.queue_depth != 1:  # until it is queued (and held: one more is expected)
+            await asyncio.sleep(0.001)
     gone.cancel()
     kept = asyncio.ensure_future(batcher.submit([60]))
-    await settle()
     # two requests reached the queue, so the batch is cut, without the cancelled one
     assert await asyncio.wait_for(kept, BOUND_S) == [61]
     assert fn.batches[-1] == [60]
