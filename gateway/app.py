@@ -57,7 +57,7 @@ from gateway.relay.rerank.router import router as rerank_router
 from gateway.relay.service import RelayService
 from gateway.routing import HealthTracker, RouteTable
 from gateway.security import rotation
-from gateway.security.ssrf import safe_fetch
+from gateway.security.ssrf import Allow, safe_fetch
 from gateway.settings import Settings
 from gateway.upstreams.registry import build_upstreams
 
@@ -106,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for upstream in upstreams.values():
         if hasattr(upstream, "max_response_bytes"):
             upstream.max_response_bytes = settings.max_response_bytes
+        if hasattr(upstream, "allow"):
+            upstream.allow = Allow.of(settings.upstream_allow)
     prices = PriceBook(routes=routes)
     usage = UsageWriter(
         sessions, interval=settings.usage_flush_interval_s, batch_size=settings.usage_batch_size

@@ -106,6 +106,9 @@ class UpstreamFailed(ModelportError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    # Which channel failed how (names, addresses): for the log and the admin's usage row only.
+    # The message the caller reads never names a channel, a host or a URL.
+    detail: str = ""
 
 
 class UpstreamTimeout(UpstreamFailed):

@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     fetch_allow: list[str] = Field(default_factory=list)  # hosts/CIDRs exempt from the SSRF guard
     fetch_max_redirects: int = 3
     fetch_max_bytes: int = 20 * 1024 * 1024
+    # hosts/CIDRs a channel URL may point at although they are cloud metadata addresses
+    upstream_allow: list[str] = Field(default_factory=list)
     log_format: str = "json"  # "json", "text", or "" to leave logging to the host
     log_level: str = "INFO"
     shutdown_drain_s: float = 30.0  # graceful stop: wait this long for open streams

@@ -23,6 +23,7 @@ from gateway.channel_test import guess_type, run_test
 from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate, split_csv
 from gateway.db.tables import Channel, ChannelStatus
+from gateway.security.upstream_urls import channel_url_problem
 from gateway.upstreams.base import redirect_refused
 from gateway.upstreams.registry import CHANNEL_TYPES, normalise_base_url
 
@@ -63,6 +64,11 @@ def _form_fields(form: FormData) -> dict[str, Any]:
     return data
 
 
+def _check_url(request: Request, base_url: str | None) -> None:
+    if problem := channel_url_problem(base_url, request.app.state.settings.upstream_allow):
+        raise ValueError(problem)
+
+
 def _health(request: Request, ch: Channel) -> str:
     return str(request.app.state.health.state(f"{ch.id}@{ch.base_url}"))
 
@@ -71,7 +77,8 @@ def _health(request: Request, ch: Channel) -> str:
 async def fetch_models(request: Request, session: UserDep) -> Response:
     """GET {base}/models on the upstream with the entered URL and key (server side, so the key
     never reaches another origin from the browser). Editing a channel with the key left empty
-    uses the stored key."""
+    uses the stored key, and then only towards the stored base URL: a stored key is never sent
+    to an address typed into the form."""
     form = await form_of(request)
     current = split_csv(form_str(form, "models"))
     key = form_str(form, "key").splitlines()[0] if form_str(form, "key") else ""
@@ -80,12 +87,22 @@ async def fetch_models(request: Request, session: UserDep) -> Response:
         base = normalise_base_url(type_, form_str(form, "base_url"))
     except ValueError as exc:
         return _models_field(request, session, current, str(exc))
+    if not base.startswith(("http://", "https://")):
+        return _models_field(request, session, current, "enter an http(s) base URL first")
+    if problem := channel_url_problem(base, request.app.state.settings.upstream_allow):
+        return _models_field(request, session, current, problem)
     channel_id = form_str(form, "id")
     if not key and channel_id.isdigit():
         ch = await _get(request, int(channel_id))
+        if ch is not None and ch.base_url != base:
+            return _models_field(
+                request,
+                session,
+                current,
+                "the saved key is only sent to the saved base URL: save the new URL first, "
+                "or enter the key again",
+            )
         key = request.app.state.box.decrypt(ch.key_enc) if ch else ""
-    if not base.startswith(("http://", "https://")):
-        return _models_field(request, session, current, "enter an http(s) base URL first")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
@@ -172,6 +189,7 @@ async def create(request: Request, session: UserDep) -> Response:
         data = ChannelCreate.model_validate(fields)
         if data.type not in CHANNEL_TYPES or data.type == 0:
             raise ValueError(f"unknown channel type {data.type}")
+        _check_url(request, data.base_url)
     except ValidationError as exc:
         return _form_page(request, session, channel=fields, error=first_error(exc), status=400)
     except ValueError as exc:
@@ -205,6 +223,7 @@ async def update(channel_id: int, request: Request, session: UserDep) -> Respons
         data = ChannelUpdate.model_validate({**fields, "id": channel_id})
         if data.type is not None and (data.type not in CHANNEL_TYPES or data.type == 0):
             raise ValueError(f"unknown channel type {data.type}")
+        _check_url(request, data.base_url)
     except ValidationError as exc:
         return _form_page(
             request,

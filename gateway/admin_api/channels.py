@@ -17,6 +17,7 @@ from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate
 from gateway.db.tables import Channel, ChannelStatus
 from gateway.deps import SessionDep
+from gateway.security.upstream_urls import channel_url_problem
 from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channel")
@@ -163,6 +164,8 @@ async def add_channel(request: Request, session: SessionDep) -> dict[str, Any]:
         return fail(_first_error(exc))
     except KeyError:
         return fail(f"unknown channel type {data.type}: GET /api/channel/types lists them")
+    if problem := channel_url_problem(data.base_url, request.app.state.settings.upstream_allow):
+        return fail(problem)
     rows = await crud.create_channels(session, data=data, box=request.app.state.box)
     await request.app.state.reload_routes()
     return ok(
@@ -182,6 +185,8 @@ async def update_channel(request: Request, session: SessionDep) -> dict[str, Any
         return fail(_first_error(exc))
     except KeyError:
         return fail("unknown channel type: GET /api/channel/types lists them")
+    if problem := channel_url_problem(data.base_url, request.app.state.settings.upstream_allow):
+        return fail(problem)
     ch = await crud.update_channel(session, data=data, box=request.app.state.box)
     if ch is None:
         return fail(f"channel {data.id} does not exist")

@@ -19,6 +19,7 @@ import httpx
 from pydantic import ValidationError
 
 from gateway.export.fastgpt_types import SystemModelItem
+from gateway.security.upstream_urls import channel_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,10 @@ async def push_models(
         raise FastGPTPushError(f"{fastgpt_url!r} is not a valid URL: {exc}") from exc
     if scheme not in ("http", "https"):
         raise FastGPTPushError(f"FastGPT's URL must start with http:// or https://, got {base!r}")
+    # FastGPT on the LAN is the usual case; a cloud metadata service never is (the rule for a
+    # channel's URL, without its allow list).
+    if problem := channel_url_problem(base, []):
+        raise FastGPTPushError(f"FastGPT's URL {base!r} is refused: {problem}")
     # Redirects are not followed: the root password's hash goes to the URL given, nowhere else.
     client = http_client or httpx.AsyncClient(
         timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False

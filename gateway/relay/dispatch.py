@@ -162,7 +162,8 @@ class Dispatcher:
             if self.not_ready is not None and (exc := self.not_ready(request.model)) is not None:
                 raise exc
             raise ModelNotFound(_unknown_model_message(request.model, allowed), param="model")
-        errors: list[str] = []
+        errors: list[str] = []  # with channel names and addresses: log and usage row only
+        reasons: list[str] = []  # the same, naming nothing: for the caller
         last: UpstreamResponse | None = None
         last_ep: Endpoint | None = None
         timed_out = False
@@ -180,6 +181,7 @@ class Dispatcher:
             except UpstreamUnavailable as exc:
                 self.health.failure(ep.id, at_once=_hung(ep, exc))
                 errors.append(f"{ep.channel_name}: {exc}")
+                reasons.append(exc.reason)
                 timed_out = timed_out or isinstance(exc, UpstreamTimedOut)
                 continue
             if self._disable(ep, resp):
@@ -189,6 +191,7 @@ class Dispatcher:
                     f"{ep.channel_name}: HTTP {resp.status}, upstream refused the channel's "
                     "credentials or billing (channel auto-disabled)"
                 )
+                reasons.append(f"HTTP {resp.status}")
                 if resp.close is not None:
                     await resp.close()
                 last, last_ep = resp, ep  # nothing else answers: the client sees this answer
@@ -196,6 +199,7 @@ class Dispatcher:
             if retryable(resp.status):
                 self.health.failure(ep.id)
                 errors.append(f"{ep.channel_name}: HTTP {resp.status}")
+                reasons.append(f"HTTP {resp.status}")
                 if resp.close is not None:
                     await resp.close()
                 last, last_ep = resp, ep
@@ -207,6 +211,7 @@ class Dispatcher:
                 except (UpstreamUnavailable, TimeoutError) as exc:
                     self.health.failure(ep.id, at_once=_hung(ep, exc))
                     errors.append(f"{ep.channel_name}: stream failed before its first byte: {exc}")
+                    reasons.append("the stream failed before its first byte")
                     if resp.close is not None:
                         await resp.close()
                     continue
@@ -216,11 +221,16 @@ class Dispatcher:
             # Every endpoint answered with 429/5xx: pass the last answer on, as the upstream said it.
             return Outcome(last, last_ep, attempts, None, errors)
         detail = "; ".join(errors) or "no endpoint answered"
+        log.warning("every endpoint serving %r failed: %s", request.model, detail)
         exc_cls = UpstreamTimeout if timed_out else UpstreamFailed
-        raise exc_cls(
-            f"every endpoint serving '{request.model}' failed ({attempts} tried): {detail}. "
-            "Retry later, or check the channels in the admin UI."
+        failure = exc_cls(
+            f"every endpoint serving '{request.model}' failed ({attempts} tried: "
+            f"{'; '.join(reasons) or 'none answered'}). Retry later; if it persists, an "
+            "administrator finds the details under this request's id (X-Request-ID) in the "
+            "usage log."
         )
+        failure.detail = detail
+        raise failure
 
 
 def _hung(ep: Endpoint, exc: Exception) -> bool:

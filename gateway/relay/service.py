@@ -32,6 +32,7 @@ from gateway.errors import (
     QuotaExceeded,
     RateLimited,
     Unavailable,
+    UpstreamFailed,
 )
 from gateway.limits.base import Ask, Lease, Limiter, ask_for, await_release
 from gateway.logging import note
@@ -184,7 +185,9 @@ class RelayService:
                     None,
                     started,
                     status=exc.status,
-                    error=exc.message,
+                    error=exc.detail
+                    if isinstance(exc, UpstreamFailed) and exc.detail
+                    else exc.message,
                     reserved=reserved,
                     prompt=0,
                     completion=0,

@@ -164,7 +164,8 @@ async def relay_events(
     except UpstreamUnavailable as exc:
         result.error = f"stream interrupted: {exc}"
         yield sse_error_event(
-            f"the upstream failed mid-stream ({exc}); the answer is incomplete, retry the request",
+            f"the upstream failed mid-stream ({exc.reason}); the answer is incomplete, retry "
+            "the request",
             code="stream_interrupted",
         )
     finally:

@@ -106,11 +106,23 @@ class UpstreamResponse:
 
 
 class UpstreamUnavailable(Exception):
-    """The upstream could not be reached or did not answer in time; try another endpoint."""
+    """The upstream could not be reached or did not answer in time; try another endpoint.
+
+    The message (logs, the admin's usage row) may name the URL; `reason` is what the caller
+    reads, and names no channel, host or URL."""
+
+    reason = "cannot reach the upstream"
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        if reason:
+            self.reason = reason
 
 
 class UpstreamTimedOut(UpstreamUnavailable):
     """No answer (or no next stream chunk) within the endpoint's timeout."""
+
+    reason = "timed out"
 
 
 class Upstream(Protocol):

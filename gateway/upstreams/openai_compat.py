@@ -5,7 +5,9 @@ The client's JSON is forwarded as the same bytes unless the model name is mapped
 requested for a stream; responses come back as bytes, and streams chunk by chunk. Nothing here
 parses a response: the relay reads usage and errors. Redirects are never followed: a 3xx is an
 endpoint failure (UpstreamUnavailable), so a hostile upstream cannot make the relay fetch, or send
-the channel's key to, another address.
+the channel's key to, another address. Nor is a channel's URL ever used if it points at a cloud
+metadata service (gateway.security.upstream_urls), checked before the first request to each base
+URL and by the client's resolver on every connection.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.security.ssrf import Allow
+from gateway.security.upstream_urls import UpstreamResolver, UpstreamURLRefused, check_upstream_url
 from gateway.upstreams.base import (
     SURFACE_PATHS,
     Endpoint,
@@ -44,10 +48,17 @@ class OpenAICompatUpstream:
     def __init__(self, *, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self._session: aiohttp.ClientSession | None = None
         self.max_response_bytes = max_response_bytes
+        self.allow = Allow.of(())  # MODELPORT_UPSTREAM_ALLOW, set by create_app
+        self._checked: set[str] = set()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, keepalive_timeout=30)
+            connector = aiohttp.TCPConnector(
+                limit=0,
+                ttl_dns_cache=60,
+                keepalive_timeout=30,
+                resolver=UpstreamResolver(self.allow),
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
@@ -91,6 +102,14 @@ class OpenAICompatUpstream:
         return orjson.dumps(body), headers
 
     async def send(self, request: UpstreamRequest, endpoint: Endpoint) -> UpstreamResponse:
+        if endpoint.base_url not in self._checked:
+            try:
+                check_upstream_url(endpoint.base_url, self.allow)
+            except UpstreamURLRefused as exc:
+                raise UpstreamUnavailable(
+                    exc.message, reason="the channel's URL is refused (a cloud metadata address)"
+                ) from exc
+            self._checked.add(endpoint.base_url)
         data, headers = self._payload(request, endpoint)
         url = endpoint.base_url + SURFACE_PATHS[request.surface]
         t = endpoint.timeouts
@@ -108,7 +127,10 @@ class OpenAICompatUpstream:
             raise UpstreamUnavailable(f"cannot reach {url}: {exc}") from exc
         if 300 <= resp.status < 400:
             resp.release()
-            raise UpstreamUnavailable(redirect_refused(resp.status))
+            raise UpstreamUnavailable(
+                redirect_refused(resp.status),
+                reason="the upstream answered with a redirect, which is never followed",
+            )
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
         is_sse = resp.headers.get("Content-Type", "").startswith("text/event-stream")
         if resp.status == 200 and request.stream and (is_sse or request.raw_stream):
@@ -133,7 +155,8 @@ class OpenAICompatUpstream:
                     size += len(chunk)
                     if size > self.max_response_bytes:
                         raise UpstreamUnavailable(
-                            f"upstream response exceeds {self.max_response_bytes} bytes"
+                            f"upstream response exceeds {self.max_response_bytes} bytes",
+                            reason="the upstream's answer was too large",
                         )
                     chunks.append(chunk)
         except TimeoutError as exc:
@@ -153,7 +176,10 @@ class OpenAICompatUpstream:
                 except StopAsyncIteration:
                     return
                 except TimeoutError as exc:
-                    raise UpstreamTimedOut(f"stream idle for more than {idle:g}s") from exc
+                    raise UpstreamTimedOut(
+                        f"stream idle for more than {idle:g}s",
+                        reason=f"the stream was idle for more than {idle:g}s",
+                    ) from exc
                 except aiohttp.ClientError as exc:
                     raise UpstreamUnavailable(f"upstream stream broke: {exc}") from exc
                 yield chunk

@@ -5,6 +5,7 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.billing.tokenizer import count_messages, text_of
 from gateway.deps import CallerDep, RelayDep
+from gateway.relay.chat.media import inline_media_urls
 from gateway.relay.chat.protocol import ChatCompletionRequest
 from gateway.relay.chat.shape import with_required_fields
 from gateway.relay.common import json_call
@@ -27,6 +28,9 @@ async def chat_completions(
         max_output_tokens=body.output_bound(request.app.state.settings.default_max_tokens_estimate),
         content=lambda: "\n".join(text_of(m.content) for m in body.messages),
     )
+    assert call.request.body is not None
+    if await inline_media_urls(call.request.body, request.app.state.fetch):
+        call.request.raw = None  # the rewritten body is what goes upstream
     response = await relay.run(call)
     if body.stream or response.status_code != 200 or isinstance(response, StreamingResponse):
         return response
