@@ -15,7 +15,7 @@ if [ ! -x "$TOOLS/bin/uv" ] || [ "$("$TOOLS/bin/uv" --version | cut -d' ' -f2)" 
   "$TOOLS/bin/pip" install -q "uv==$UV_VERSION"
 fi
 extras=()
-for e in providers embeddings llama-cpp transformers whisper image tts starter test; do
+for e in providers embeddings llama-cpp transformers whisper image tts oneapi-import starter test; do
   extras+=(--extra "$e")
 done
 "$TOOLS/bin/uv" pip compile pyproject.toml requirements/lock.in "${extras[@]}" \
