@@ -45,9 +45,10 @@ class EngineError(Exception):
 def with_openai_chat_fields(result: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion with `logprobs` on every choice and `refusal` on every message (null
     where the engine left them out): OpenAI's schema marks both required (openai/openai-openapi
-    openapi.yaml: CreateChatCompletionResponse choices `required: [finish_reason, index, message,
-    logprobs]`, ChatCompletionResponseMessage `required: [role, content, refusal]`), and typed
-    clients generated from it reject an answer without them. llama.cpp and vLLM send neither."""
+    openapi.yaml: CreateChatCompletionResponse choices `required: [finish_reason, index,
+    message, logprobs]`, ChatCompletionResponseMessage `required: [role, content, refusal]`), and
+    typed clients generated from it reject an answer without them. llama.cpp's server leaves
+    `refusal` out (vLLM's own answers carry both)."""
     for choice in result.get("choices") or []:
         if isinstance(choice, dict):
             choice.setdefault("logprobs", None)

@@ -385,8 +385,7 @@ class VllmEngine(Engine):
         return orjson.loads(raw)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[bytes]:
-        out = await self._proxy("/v1/chat/completions", body)
-        return base.with_openai_chat_fields(out) if isinstance(out, dict) else out
+        return await self._proxy("/v1/chat/completions", body)
 
     async def completions(self, body: dict[str, Any]) -> dict[str, Any] | AsyncIterator[bytes]:
         return await self._proxy("/v1/completions", body)

@@ -2,9 +2,10 @@
 
 openai/openai-openapi openapi.yaml: CreateChatCompletionResponse's choices require `logprobs`
 (null when not asked) and ChatCompletionResponseMessage requires `refusal` (null when the model
-did not refuse). OpenAI always sends both; llama.cpp, vLLM, Ollama and others leave them out, and
-clients generated from the schema (typed SDKs, strict validators) reject such an answer. Answers
-that already carry both pass through untouched; only the others are re-encoded.
+did not refuse). OpenAI always sends both; llama.cpp's server leaves `refusal` out, as other
+OpenAI-compatible servers may, and clients generated from the schema (typed SDKs, strict
+validators) reject such an answer. Answers that already carry both pass through untouched; only
+the others are re-encoded.
 """
 
 from __future__ import annotations

@@ -140,6 +140,11 @@ async def test_chat_is_proxied(engine: VllmEngine) -> None:
     assert out["object"] == "chat.completion"
     assert out["model"] == "tiny-vllm"
     assert out["usage"]["completion_tokens"] == 5
+    # required by OpenAI's schema (openai/openai-openapi openapi.yaml: a response choice's
+    # logprobs, ChatCompletionResponseMessage's refusal); vLLM's own server sends both
+    choice = out["choices"][0]
+    assert "logprobs" in choice and "refusal" in choice["message"]
+    assert choice["message"]["refusal"] is None
 
 
 async def test_stream_passes_sse_bytes_through(engine: VllmEngine) -> None:
