@@ -118,3 +118,5 @@ def test_ui_channel_form_sets_kinds_and_the_test_follows_them(
         headers={"X-CSRF-Token": ui.csrf, "HX-Request": "true"},
     )
     assert fake_upstream.requests[-1].path.endswith("/rerank")  # tested as what it is
+    fastgpt_page = ui.get("/ui/fastgpt").text
+    assert "<td><code>house-ranker</code></td><td>rerank</td>" in fastgpt_page
