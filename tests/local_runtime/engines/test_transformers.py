@@ -18,7 +18,6 @@ from local_runtime.engines.base import EngineError
 from local_runtime.engines.transformers import TransformersEngine
 from local_runtime.engines.transformers_text import StopScanner
 from local_runtime.spec import ResolvedSpec
-from tests.support.tiny_models import build_tiny_llama
 
 HELLO = [{"role": "user", "content": "hello world"}]
 SAMPLED = {"messages": HELLO, "temperature": 1.0, "seed": 11, "max_tokens": 24}
@@ -34,11 +33,6 @@ def hf_spec(path: str | Path, model_type: str = "llm", **kw: object) -> Resolved
         model_path=str(path),
         **fields,
     )
-
-
-@pytest.fixture(scope="module")
-def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

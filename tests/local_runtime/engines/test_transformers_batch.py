@@ -19,7 +19,6 @@ import pytest
 from local_runtime.engines.transformers import TransformersEngine
 from local_runtime.engines.transformers_text import TextDelta
 from tests.local_runtime.engines.test_transformers import collect, hf_spec
-from tests.support.tiny_models import build_tiny_llama
 
 PROMPTS = [
     "hello world",
@@ -41,11 +40,6 @@ def greedy(text: str, max_tokens: int, **extra: object) -> dict:
 
 def content(out: dict) -> str:
     return out["choices"][0]["message"]["content"]
-
-
-@pytest.fixture(scope="module")
-def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @contextmanager

@@ -88,13 +88,6 @@ def test_draw_probs_top_k_and_min_p() -> None:
     assert [torch.count_nonzero(row).item() for row in probs] == [1, 4]
 
 
-@pytest.fixture(scope="module")
-def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.support.tiny_models import build_tiny_llama
-
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-sampling"))
-
-
 @pytest.fixture
 def engine(llama_path: Path):
     with loaded(llama_path) as eng:

@@ -20,7 +20,6 @@ from local_runtime.engines.base import EngineError
 from local_runtime.engines.transformers import TransformersEngine
 from tests.local_runtime.engines.test_transformers import collect, hf_spec
 from tests.support.scripted_llama import TOOL_SCRIPT, build_scripted_llama
-from tests.support.tiny_models import build_tiny_llama
 from tests.support.worker import WorkerProcess
 
 SCRIPT = "".join(TOOL_SCRIPT)
@@ -87,11 +86,6 @@ def forceable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transformers
     eng.load()
     yield eng
     eng.unload()
-
-
-@pytest.fixture(scope="module")
-def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from local_runtime.engines.base import EngineError
 from local_runtime.engines.vllm import VllmEngine
 from local_runtime.spec import ResolvedSpec
 from tests.support.scripted_llama import TOOL_SCRIPT, build_scripted_llama
-from tests.support.tiny_models import build_tiny_llama
 from tests.support.worker import ROOT, WorkerProcess
 
 VLLM_PYTHON = os.environ.get("MODELPORT_VLLM_PYTHON") or str(ROOT / ".venv-vllm/bin/python")
@@ -74,11 +73,6 @@ def wait_until_gone(pgid: int, limit_s: float = 60.0) -> list[int]:
     while (left := group_members(pgid)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
-
-
-@pytest.fixture(scope="module")
-def llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")
