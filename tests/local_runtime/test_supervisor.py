@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import Gateway
+from tests.support.polling import wait_for
 from tests.support.starter_models import SMOLLM2_MISSING, smollm2_gguf
 
 pytestmark = pytest.mark.skipif(smollm2_gguf() is None, reason=SMOLLM2_MISSING)
@@ -50,17 +50,6 @@ def launch(gw: Gateway, uid: str, **body: Any) -> Any:
 
 def instance(gw: Gateway, uid: str) -> dict[str, Any]:
     return gw.api("GET", f"/api/runtime/instances/{uid}")  # type: ignore[no-any-return]
-
-
-def wait_for(check: Callable[[], Any], what: str, limit_s: float = 60.0) -> Any:
-    """Poll until `check()` is truthy; a bound for a slow machine, not a timing assertion."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def chat(client: openai.OpenAI, uid: str, text: str = "hello there") -> str:

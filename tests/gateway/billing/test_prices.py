@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import time
 
 import pytest
 from sqlalchemy import event
 
 from gateway.upstreams import litellm_table
 from tests.conftest import REDIS_URL
+from tests.support.polling import wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
 QUOTA = 10_000_000
@@ -150,16 +150,6 @@ def test_local_model_stays_free_unless_priced(make_gateway):
     log = one_chat(gw, key, "gpt-4o-mini")
     want = expected_quota(log["prompt_tokens"], log["completion_tokens"], 1e-3, 1e-3)
     assert log["quota"] == want > 0 and token_row(gw, "l")["used_quota"] == before + want
-
-
-def wait_for(check, what: str, limit_s: float = 60.0) -> None:
-    """Poll until `check()` is truthy; a bound for a slow machine, not a timing assertion."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def options(gw) -> dict[str, str]:
