@@ -7,7 +7,10 @@
   workers are endpoints of the route table in every process, and drop out when heartbeats stop.
 - `runtime_lock`: with `uvicorn --workers N`, one process per host runs the local runtime.
 - `api`: /api/nodes (heartbeats with a node token; admin views and node launches).
+- `heartbeat`: signed heartbeats (time, body hash, replay guard) and worker address checks.
 - `launch`: placing a model on a GPU node, for /api/nodes/models and Xinference's /v1/models.
-- `secret`: the cluster secret that a GPU node's workers require of their callers.
+- `secret`: each worker launch's own key, derived from the cluster secret or the host's key.
+- `namespace`: the installation's prefix for every Redis key and channel.
+- `changes`: the database change log and node records (they work with Redis away).
 - `integration.install(app)`: wires all of it into an app built by gateway.app.create_app.
 """

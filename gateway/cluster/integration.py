@@ -70,6 +70,7 @@ def install(app: FastAPI) -> None:
         on_change=nodes_changed,
         secret=secret.configured(settings.cluster_secret),
         local_root=local_root,
+        first_byte_timeout_s=settings.local_first_byte_timeout_s,
     )
     routes.set_local = registry.set_local
 

@@ -73,6 +73,7 @@ class NodeRegistry:
         on_change: Callable[[], Awaitable[None]] | None = None,
         secret: str | None = None,
         local_root: str | None = None,
+        first_byte_timeout_s: float = 30.0,
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -84,6 +85,7 @@ class NodeRegistry:
         self._on_change = on_change
         self._secret = secret  # the root of GPU nodes' worker keys
         self._local_root = local_root  # the root of this host's own workers' keys
+        self._first_byte = first_byte_timeout_s  # for workers whose record names none
         self._applied: dict[str, bytes] = {}  # node id -> workers digest of the last rebuild
         self._local: dict[str, list[Endpoint]] = {}
         self._nodes: dict[str, list[Endpoint]] = {}
@@ -196,7 +198,9 @@ class NodeRegistry:
             api_key=self._key(node_id, worker.get("key_id") or "", scope),
             weight=int(worker.get("weight", 1)),
             config={"stream_usage": True},
-            timeouts=Timeouts(first_byte=float(worker.get("first_byte_timeout_s") or 30.0)),
+            timeouts=Timeouts(
+                first_byte=float(worker.get("first_byte_timeout_s") or self._first_byte)
+            ),
         )
 
     def _key(self, node_id: str, key_id: str, scope: str) -> str | None:
