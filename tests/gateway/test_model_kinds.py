@@ -120,3 +120,15 @@ def test_ui_channel_form_sets_kinds_and_the_test_follows_them(
     assert fake_upstream.requests[-1].path.endswith("/rerank")  # tested as what it is
     fastgpt_page = ui.get("/ui/fastgpt").text
     assert "<td><code>house-ranker</code></td><td>rerank</td>" in fastgpt_page
+
+
+def test_a_speech_model_is_tested_with_speech(gateway: Gateway, fake_upstream: FakeOpenAI) -> None:
+    """One API tests every model with a chat call; a tts-1 channel failed its test. Speech models
+    are tested with OpenAI's createSpeech (openai/openai-openapi openapi.yaml, CreateSpeechRequest:
+    model, input, voice)."""
+    made = gateway.add_channel(name="voice", base_url=fake_upstream.url, models="tts-1")
+    cid = (made[0] if isinstance(made, list) else made)["id"]
+    result = gateway.admin.get(f"/api/channel/test/{cid}", params={"model": "tts-1"}).json()
+    assert result["success"] is True, result
+    sent = fake_upstream.requests[-1]
+    assert sent.path == "/v1/audio/speech" and sent.body["voice"] == "alloy"

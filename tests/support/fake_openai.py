@@ -280,6 +280,16 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
             return Response(text, media_type="text/plain")
         return Response(orjson.dumps({"text": text}), media_type="application/json")
 
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request) -> Response:
+        """OpenAI's createSpeech: audio bytes (a short silent WAV) under the format's type."""
+        await record(request)
+        if (r := await gate(request)) is not None:
+            return r
+        silence = b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00"
+        silence += b"\x80>\x00\x00\x00}\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"
+        return Response(silence, media_type="audio/wav")
+
     @app.post("/v1/images/generations")
     async def images(request: Request) -> Response:
         body = await record(request)
