@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse, Response
 
 from admin_ui import auth
+from admin_ui.headers import SecurityHeaders
 from admin_ui.routes import (
     channels,
     dashboard,
@@ -66,6 +67,7 @@ def install(app: FastAPI) -> None:
             include_in_schema=False,
         )
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:

@@ -186,7 +186,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await upstream.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="modelport", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="modelport",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
+    )
     state = app.state
     state.settings = settings
     state.engine = engine

@@ -94,6 +94,9 @@ def serve(
         os.environ["MODELPORT_HOST"] = host
     if port:
         os.environ["MODELPORT_PORT"] = str(port)
+    # Everything the server creates (database, logs, the secret key, spooled uploads, worker
+    # logs) is owner-only: other local users have no business reading any of it.
+    os.umask(0o077)
     settings = Settings()
     check_port_free(settings.host, settings.port)
     # once, before the workers fork: N processes migrating one fresh SQLite file at once collide

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = 900.0
     default_max_tokens_estimate: int = 1024  # reservation when a request gives no max_tokens
     cors_origins: list[str] = Field(default_factory=list)
+    docs: bool = False  # /docs and /redoc (their scripts load from a CDN); /openapi.json always
     max_response_bytes: int = 256 * 1024 * 1024  # upstream body (or whole stream) cap
     max_header_count: int = 100  # request headers; 431 above
     max_header_bytes: int = 32 * 1024  # request headers in total; 431 above

@@ -11,8 +11,10 @@ advisory lock, or an flock beside the SQLite file), so processes starting togeth
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,15 @@ def sync_url(url: str) -> str:
     if u.drivername == "sqlite+aiosqlite":
         u = u.set(drivername="sqlite")
     return u.render_as_string(hide_password=False)
+
+
+def private_sqlite_file(path: str) -> None:
+    """Create the SQLite database owner-only (0600) before SQLite does (it would follow the
+    umask, typically 0644: every local user could read hashed keys, encrypted channel keys and
+    usage). SQLite gives its -wal and -shm files the database file's mode."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -92,7 +103,7 @@ def make_engine(
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -125,7 +136,7 @@ def upgrade(url: str) -> None:
         if not path or path == ":memory:":
             command.upgrade(alembic_config(url), "head")
             return
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(path)
         # the kernel drops the lock if this process dies, so a crash never wedges the next start
         with open(f"{path}.migrate.lock", "ab") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)

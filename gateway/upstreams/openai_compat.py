@@ -156,7 +156,7 @@ class OpenAICompatUpstream:
                     if size > self.max_response_bytes:
                         raise UpstreamUnavailable(
                             f"upstream response exceeds {self.max_response_bytes} bytes",
-                            reason="the upstream's answer was too large",
+                            reason=f"the upstream's answer exceeds {self.max_response_bytes} bytes",
                         )
                     chunks.append(chunk)
         except TimeoutError as exc:
