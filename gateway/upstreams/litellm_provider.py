@@ -16,6 +16,11 @@ what the relay needs on top (base.py has the contract):
 
 litellm takes seconds to import, so it is imported on the first request, not with this module.
 
+Redirects are not followed, as on the pass-through path: litellm's own HTTP clients follow them
+by default (AsyncHTTPHandler(follow_redirects=True)), so the providers that call through that
+handler (OWN_CLIENT: anthropic, gemini) get one of ours that does not. Azure goes through the
+OpenAI SDK's client, which still follows them.
+
 Endpoint.config keys read here: `provider` (litellm's provider prefix; set by the registry from
 the One API channel type: 14 → anthropic, 24 → gemini, 3 → azure, ...), `api_version` (azure; for
 gemini the API version path, default v1beta), `litellm_params` (a dict of extra litellm kwargs an
@@ -48,6 +53,8 @@ SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
 
 # Providers litellm has no embeddings route for; others are tried and their error mapped.
 NO_EMBEDDINGS = frozenset({"anthropic"})
+# Providers litellm calls through its AsyncHTTPHandler, which take our handler as `client`.
+OWN_CLIENT = frozenset({"anthropic", "gemini"})
 
 
 class StreamInterrupted(UpstreamUnavailable):
@@ -66,6 +73,7 @@ class LitellmUpstream:
         self._errors: tuple[type[BaseException], ...] = ()
         self._transport_errors: tuple[type[BaseException], ...] = ()
         self._litellm_params: frozenset[str] = frozenset()
+        self._http: Any = None  # litellm AsyncHTTPHandler that never follows redirects
 
     # -- litellm, loaded once per adaptor ------------------------------------------------------
 
@@ -83,6 +91,9 @@ class LitellmUpstream:
             litellm.set_verbose = False
             litellm.turn_off_message_logging = True
             litellm.redact_messages_in_exceptions = True
+            from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+            self._http = AsyncHTTPHandler(follow_redirects=False)
             self._transport_errors = (
                 httpx.TransportError,
                 aiohttp.ClientConnectionError,
@@ -125,7 +136,9 @@ class LitellmUpstream:
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP clients litellm caches (they live in litellm, not in this adaptor)."""
+        """Close our HTTP handler and the clients litellm caches (those live in litellm)."""
+        if self._http is not None:
+            await self._http.close()
         if self._litellm is not None:
             closer = getattr(self._litellm, "close_litellm_async_clients", None)
             if closer is not None:
@@ -153,6 +166,8 @@ class LitellmUpstream:
             # tool): never from a gateway, and its MCP code needs the `mcp` package besides.
             _skip_mcp_handler=True,
         )
+        if provider in OWN_CLIENT:
+            kwargs["client"] = self._http
         if endpoint.config.get("api_version") and provider != "gemini":
             kwargs["api_version"] = endpoint.config["api_version"]
         return kwargs

@@ -119,3 +119,19 @@ def test_fastgpt_push_does_not_follow_a_redirect(pair):
     with pytest.raises(FastGPTPushError, match=re.compile("redirect", re.I)):
         asyncio.run(push_models(pair.redirector.url, root_password="pw", models_json=models))
     assert pair.hits == []
+
+
+@pytest.mark.parametrize("channel_type", [14, 24])  # Anthropic, Gemini: litellm's own clients
+def test_litellm_channels_do_not_follow_a_redirect(gateway, pair, channel_type):
+    """litellm's HTTP clients follow redirects by default (AsyncHTTPHandler's
+    follow_redirects=True, litellm/llms/custom_httpx/http_handler.py): the gateway hands them a
+    client that does not."""
+    gateway.add_channel(
+        name="bouncer", type=channel_type, base_url=pair.redirector.url, key="k", models="m"
+    )
+    client = gateway.openai(gateway.create_token())
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code >= 400
+    assert "SECRET" not in str(err.value.body)
+    assert pair.hits == []
