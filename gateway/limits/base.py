@@ -53,6 +53,7 @@ class Lease:
     lease_id: str = field(default_factory=lambda: secrets.token_hex(8))
     released: bool = False
     settled: bool = False
+    local: bool = False  # counted in this process (the shared store was unreachable)
 
 
 @dataclass(frozen=True, slots=True)

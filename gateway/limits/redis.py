@@ -7,6 +7,11 @@ request lives (`_refresh`). Expired members are swept on every admission, so the
 replica that was SIGKILLed, or that lost Redis while releasing, come back within `lease_ttl`
 seconds instead of after the longest request could run. RPM/TPM counters are plain keys per
 window that expire after two windows.
+
+When Redis is unreachable the limits are still enforced, per replica (a MemoryLimiter), rather
+than answering 503 to every limited token: during an outage a token may get up to one limit per
+replica, which costs less than refusing every limited caller (quota is enforced in the database
+either way). Each lease remembers where it was counted, and is released there.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.errors import Unavailable
 from gateway.limits.base import WINDOW_S, Ask, Lease, refuse, settled_cost, window_of
+from gateway.limits.memory import MemoryLimiter
 
 log = logging.getLogger("modelport.limits")
 
@@ -85,6 +90,8 @@ class RedisLimiter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held = 0
         self._live: dict[str, list[str]] = {}  # lease id -> its slot keys, while the request lives
+        self._local = MemoryLimiter(global_cap=global_cap, clock=lambda: self.clock())
+        self._degraded = False  # logged once per outage
         self._refresher: asyncio.Task[None] | None = None
 
     def _keys(self, token_id: int, win: int) -> list[str]:
@@ -117,11 +124,17 @@ class RedisLimiter:
                     2 * WINDOW_S,
                 ],
             )
-        except RedisError as exc:
-            raise Unavailable(
-                f"rate-limit store (Redis) unreachable: {exc}; retry shortly",
-                code="limiter_unavailable",
-            ) from exc
+        except (RedisError, OSError) as exc:
+            if not self._degraded:
+                log.warning("limiter: Redis unreachable (%s); limits count per replica", exc)
+                self._degraded = True
+            local = self._local.acquire_now(ask)
+            if local is not None:
+                local.local = True
+            return local
+        if self._degraded:
+            log.warning("limiter: Redis is back; limits are shared again")
+            self._degraded = False
         reason = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if reason != "ok":
             raise refuse(reason, ask, now)
@@ -165,6 +178,9 @@ class RedisLimiter:
         return task
 
     def release(self, lease: Lease) -> asyncio.Task[None] | None:
+        if lease.local:
+            self._local.release(lease)
+            return None
         if lease.released:
             return None
         lease.released = True
@@ -183,6 +199,9 @@ class RedisLimiter:
         )
 
     def settle(self, lease: Lease, actual_tokens: int) -> None:
+        if lease.local:
+            self._local.settle(lease, actual_tokens)
+            return
         if lease.settled or not lease.reserved:
             return
         lease.settled = True
@@ -206,7 +225,7 @@ class RedisLimiter:
             log.warning("limiter %s failed: %s", what, exc)
 
     def in_flight(self) -> int:
-        return self._held
+        return self._held + self._local.in_flight()
 
     async def counts(self, token_id: int) -> tuple[int, int, int]:
         """(requests, tokens, in flight) of the token's current window, for tests."""

@@ -1,6 +1,6 @@
 """A replica that loses Redis while the others keep it (issue 20): it says so on /health (200,
-"degraded") and stays ready (/health/ready 200: the database works), admin changes made on the
-other replica still reach it through the database change log within about a second, and a node
+"degraded") and stays ready (/health/ready 200: the database works), limited tokens keep working
+(their limits count per replica meanwhile), admin changes made on the other replica still reach it through the database change log within about a second, and a node
 heartbeating only to it is not evicted from the other replica (node records live in the
 database)."""
 
@@ -50,6 +50,8 @@ def test_a_replica_without_redis_is_degraded_but_serves_and_evicts_no_node(
         b.api("POST", "/api/channel/", json={"type": 50, "name": "up", "models": "m",
                                              "base_url": fake_upstream.url})  # fmt: skip
         key = b.api("POST", "/api/token/", json={"name": "t", "unlimited_quota": True})["key"]
+        limited = b.api("POST", "/api/token/", json={"name": "l", "unlimited_quota": True,
+                                                     "rpm": 1000})["key"]  # fmt: skip
         wait_for(lambda: _chat(a.url, key) == 200, "a serving b's token", 10)
         connected(b, {"gpu-a"})
 
@@ -66,6 +68,8 @@ def test_a_replica_without_redis_is_degraded_but_serves_and_evicts_no_node(
         ready = httpx.get(f"{a.url}/health/ready", timeout=10)
         assert ready.status_code == 200 and ready.json()["status"] == "degraded"
         assert httpx.get(f"{b.url}/health").json() == {"status": "ok"}
+        # its limits count per replica meanwhile, instead of a 503 for every limited token
+        assert _chat(a.url, limited) == 200
 
         token_id = b.api("GET", "/api/token/", params={"keyword": "t"})[0]["id"]
         b.api("PUT", "/api/token/", params={"status_only": 1}, json={"id": token_id, "status": 2})
