@@ -6,9 +6,9 @@
 - `GET /health/ready` answers 503 only when the database is unreachable (no token can be checked,
   nothing served), else 200 with the same body. Use it as the readiness probe. A replica without
   Redis stays ready: admin changes still reach it through the database change log (within a poll,
-  0.25 s), its node heartbeats are stored in the database, and its limits answer 503 only for
-  tokens with RPM/TPM/concurrency limits, which need the shared counters. Taking every replica out
-  of rotation because the one Redis is down would turn a degraded cluster into an outage.
+  0.25 s), its node heartbeats are stored in the database, and its RPM/TPM/concurrency limits
+  count per replica until Redis is back. Taking every replica out of rotation because the one
+  Redis is down would turn a degraded cluster into an outage.
 
 Each check is bounded (1 s) so a probe never hangs on a dead dependency.
 """

@@ -232,6 +232,10 @@ class TcpProxy:
     def cut(self) -> None:
         import socket
 
+        # shutdown first: on Linux, close() alone leaves a thread blocked in accept() listening
+        # and one more connection would slip through
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
