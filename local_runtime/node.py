@@ -111,14 +111,22 @@ class NodeAgent:
         try:
             async with httpx.AsyncClient(timeout=10, headers=headers, trust_env=False) as http:
                 while not stop.is_set():
-                    await self._beat(http, sup)
+                    if not await self._beat(http, sup):
+                        # once more on a new connection: behind a load balancer it may reach a
+                        # healthy replica, before this node's record expires everywhere
+                        async with httpx.AsyncClient(
+                            timeout=10, headers=headers, trust_env=False
+                        ) as fresh:
+                            await self._beat(fresh, sup)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.interval)
         finally:
             await sup.close()
             await engine.dispose()
 
-    async def _beat(self, http: httpx.AsyncClient, sup: Supervisor) -> None:
+    async def _beat(self, http: httpx.AsyncClient, sup: Supervisor) -> bool:
+        """One signed heartbeat (signed anew each time: a resent one would be a replay); False
+        when it did not reach a gateway that could store it (a refusal is not retried)."""
         body_bytes = orjson.dumps(self.record(sup))
         signed = heartbeat.headers(
             self.secret or self.token, body_bytes, with_secret=self.secret is not None
@@ -130,11 +138,12 @@ class NodeAgent:
             body = resp.json()
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("heartbeat to %s failed: %s", self.gateway, exc)
-            return
+            return False
         if not body.get("success"):
             log.error("gateway refused the heartbeat: %s", body.get("message"))
-            return
+            return resp.status_code < 500
         await self.converge(sup, body["data"].get("desired", []))
+        return True
 
     def record(self, sup: Supervisor) -> dict[str, Any]:
         models = sup.served_models()
