@@ -31,7 +31,10 @@ from gateway.auth.tokens import TokenAuthenticator
 from gateway.billing.prices import PriceBook
 from gateway.billing.usage import UsageWriter
 from gateway.bootstrap import admin_token_hash, ensure_channels, ensure_tokens, load_prices
-from gateway.channel_routes import remote_entries
+from gateway.changes import SilentNotifier, StateNotifier
+from gateway.channels.monitor import ChannelMonitor
+from gateway.channels.routes import remote_entries
+from gateway.channels.service import ChannelService
 from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
 from gateway.deps import require_admin
 from gateway.errors import ModelportError, error_body
@@ -40,7 +43,6 @@ from gateway.limits import make_limiter
 from gateway.logging import configure_logging
 from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
 from gateway.middleware import GatewayMiddleware
-from gateway.monitor import ChannelMonitor
 from gateway.relay.audio.router import router as audio_router
 from gateway.relay.audio.speech_router import router as speech_router
 from gateway.relay.chat.router import router as chat_router
@@ -59,6 +61,7 @@ from gateway.routing import HealthTracker, RouteTable
 from gateway.security import rotation
 from gateway.security.ssrf import Allow, safe_fetch
 from gateway.settings import Settings
+from gateway.tokens.service import TokenService
 from gateway.upstreams.registry import build_upstreams
 
 log = logging.getLogger("modelport")
@@ -161,9 +164,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(upgrade, settings.db_url)
         async with sessions() as session:
             admin_hash["value"] = await admin_token_hash(session, settings)
-            await ensure_tokens(session, settings)
-            await ensure_channels(session, settings, box)
             prices.replace(await load_prices(session, settings))
+        # nothing is cached yet and routes load just below: startup writes announce nothing
+        await ensure_tokens(tokens.with_notifier(SilentNotifier()), settings)
+        await ensure_channels(channels.with_notifier(SilentNotifier()), settings)
         await reload_routes()
         usage.start()
         monitor.start()
@@ -212,6 +216,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.monitor = monitor
     state.admin_hash = lambda: admin_hash["value"]
     state.reload_routes = reload_routes
+    # every channel and token write goes through these; they announce through app.state at
+    # call time, so cluster.integration's publishing wrappers apply (gateway.changes)
+    channels = ChannelService(
+        sessions=sessions,
+        box=box,
+        settings=settings,
+        upstreams=upstreams,
+        health=health,
+        notifier=StateNotifier(state),
+    )
+    tokens = TokenService(sessions=sessions, notifier=StateNotifier(state))
+    state.channels = channels
+    state.tokens = tokens
     state.models = ModelDirectory(relay)
     state.runtime = None
     state.start_time = int(time.time())

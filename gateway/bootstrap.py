@@ -11,13 +11,14 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.auth.keys import generate_key, hash_key
-from gateway.auth.secrets import SecretBox
 from gateway.billing.prices import Price
-from gateway.db.crud.channels import create_channels, ensure_local_channel, update_channel
-from gateway.db.crud.tokens import create_token, get_by_hash
-from gateway.db.models import ChannelCreate, ChannelUpdate, TokenCreate
-from gateway.db.tables import Channel, ModelPrice, Option
+from gateway.channels.service import ChannelService
+from gateway.db.crud.channels import ensure_local_channel
+from gateway.db.crud.tokens import get_by_hash
+from gateway.db.models import TokenCreate
+from gateway.db.tables import ModelPrice, Option
 from gateway.settings import Settings, TokenDecl
+from gateway.tokens.service import TokenService
 
 log = logging.getLogger("modelport")
 ADMIN_HASH_OPTION = "admin_token_hash"
@@ -49,15 +50,16 @@ async def admin_token_hash(session: AsyncSession, settings: Settings) -> str:
     return hash_key(token)
 
 
-async def ensure_tokens(session: AsyncSession, settings: Settings) -> None:
+async def ensure_tokens(tokens: TokenService, settings: Settings) -> None:
     wanted: list[tuple[str, str, TokenDecl | None]] = [
         (d.name, d.key.get_secret_value(), d) for d in settings.tokens
     ]
     if settings.initial_token is not None:
         wanted.append(("initial", settings.initial_token.get_secret_value(), None))
     for name, key, decl in wanted:
-        if await get_by_hash(session, hash_key(key)) is not None:
-            continue
+        async with tokens.sessions() as session:
+            if await get_by_hash(session, hash_key(key)) is not None:
+                continue
         data = TokenCreate(
             name=name[:30],
             unlimited_quota=decl.unlimited_quota if decl else True,
@@ -65,23 +67,17 @@ async def ensure_tokens(session: AsyncSession, settings: Settings) -> None:
             models=decl.models if decl else [],
         )
         try:
-            await create_token(session, data=data, key=key)
+            await tokens.create(data, key=key)
         except IntegrityError:  # another replica starting at the same time created it
-            await session.rollback()
             continue
         log.info("created token %s from the configuration", name)
 
 
-async def ensure_channels(session: AsyncSession, settings: Settings, box: SecretBox) -> None:
-    await ensure_local_channel(session)
+async def ensure_channels(channels: ChannelService, settings: Settings) -> None:
+    async with channels.sessions() as session:
+        await ensure_local_channel(session)
     for decl in settings.channels:
-        existing = (await session.exec(select(Channel).where(Channel.name == decl.name))).first()
-        fields = decl.model_dump()
-        if existing is None:
-            await create_channels(session, data=ChannelCreate(**fields), box=box)
-        else:
-            assert existing.id is not None
-            await update_channel(session, data=ChannelUpdate(id=existing.id, **fields), box=box)
+        await channels.ensure(decl.model_dump())
 
 
 async def load_prices(session: AsyncSession, settings: Settings) -> dict[str, Price]:

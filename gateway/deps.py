@@ -11,9 +11,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.auth.guard import AttemptLimiter, address_key
 from gateway.auth.keys import hash_key, parse_authorization, same_digest
 from gateway.auth.tokens import Caller
+from gateway.channels.service import ChannelService
 from gateway.errors import AuthenticationFailed
 from gateway.relay.service import RelayService
 from gateway.settings import Settings
+from gateway.tokens.service import TokenService
 
 
 async def get_settings(request: Request) -> Settings:
@@ -39,6 +41,14 @@ async def current_caller(request: Request) -> Caller:
 
 async def get_relay(request: Request) -> RelayService:
     return request.app.state.relay
+
+
+async def get_channels(request: Request) -> ChannelService:
+    return request.app.state.channels
+
+
+async def get_tokens(request: Request) -> TokenService:
+    return request.app.state.tokens
 
 
 async def require_admin(request: Request) -> None:
@@ -84,4 +94,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
 RelayDep = Annotated[RelayService, Depends(get_relay)]
+ChannelsDep = Annotated[ChannelService, Depends(get_channels)]
+TokensDep = Annotated[TokenService, Depends(get_tokens)]
 AdminDep = Depends(require_admin)

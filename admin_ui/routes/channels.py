@@ -1,16 +1,13 @@
 """Channels: list with health, add/edit with One API's fields, fetch models, test, toggle, delete.
 
-Writes go through gateway.db.crud.channels and ChannelCreate/ChannelUpdate (the admin API's own
-validation), followed by app.state.reload_routes(), exactly as /api/channel does.
+Writes go through ChannelService with ChannelCreate/ChannelUpdate (the admin API's own
+validation and checks), exactly as /api/channel does; the service announces route changes.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import httpx
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -18,14 +15,11 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.web import UserDep, flash, form_of, form_str, render
 from gateway.admin_api.envelope import first_error
-from gateway.channel_routes import endpoint_for
-from gateway.channel_test import guess_type, run_test
+from gateway.channels.service import ChannelRefused, ChannelService
 from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate, split_csv
 from gateway.db.tables import Channel, ChannelStatus
-from gateway.security.upstream_urls import channel_url_problem
-from gateway.upstreams.base import redirect_refused
-from gateway.upstreams.registry import CHANNEL_TYPES, normalise_base_url
+from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channels")
 FIELDS = (
@@ -64,9 +58,9 @@ def _form_fields(form: FormData) -> dict[str, Any]:
     return data
 
 
-def _check_url(request: Request, base_url: str | None) -> None:
-    if problem := channel_url_problem(base_url, request.app.state.settings.upstream_allow):
-        raise ValueError(problem)
+def _service(request: Request) -> ChannelService:
+    service: ChannelService = request.app.state.channels
+    return service
 
 
 def _health(request: Request, ch: Channel) -> str:
@@ -75,55 +69,21 @@ def _health(request: Request, ch: Channel) -> str:
 
 @router.post("/fetch-models")
 async def fetch_models(request: Request, session: UserDep) -> Response:
-    """GET {base}/models on the upstream with the entered URL and key (server side, so the key
-    never reaches another origin from the browser). Editing a channel with the key left empty
-    uses the stored key, and then only towards the stored base URL: a stored key is never sent
-    to an address typed into the form."""
+    """The upstream's model list merged into the field (ChannelService.fetch_models says whose
+    key goes where)."""
     form = await form_of(request)
     current = split_csv(form_str(form, "models"))
     key = form_str(form, "key").splitlines()[0] if form_str(form, "key") else ""
-    try:
-        type_ = int(form_str(form, "type") or 50)
-        base = normalise_base_url(type_, form_str(form, "base_url"))
-    except ValueError as exc:
-        return _models_field(request, session, current, str(exc))
-    if not base.startswith(("http://", "https://")):
-        return _models_field(request, session, current, "enter an http(s) base URL first")
-    if problem := channel_url_problem(base, request.app.state.settings.upstream_allow):
-        return _models_field(request, session, current, problem)
     channel_id = form_str(form, "id")
-    if not key and channel_id.isdigit():
-        ch = await _get(request, int(channel_id))
-        if ch is not None and ch.base_url != base:
-            return _models_field(
-                request,
-                session,
-                current,
-                "the saved key is only sent to the saved base URL: save the new URL first, "
-                "or enter the key again",
-            )
-        key = request.app.state.box.decrypt(ch.key_enc) if ch else ""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
-            resp = await client.get(f"{base}/models", headers=headers)
-        if resp.is_redirect:  # the key goes to the entered URL only, never where it points
-            return _models_field(request, session, current, redirect_refused(resp.status_code))
-        payload = resp.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        return _models_field(
-            request, session, current, f"could not list models at {base}/models: {exc}"
+        found = await _service(request).fetch_models(
+            type_=int(form_str(form, "type") or 50),
+            base_url=form_str(form, "base_url"),
+            key=key,
+            channel_id=int(channel_id) if channel_id.isdigit() else None,
         )
-    if resp.status_code >= 400 or not isinstance(payload, dict):
-        return _models_field(
-            request,
-            session,
-            current,
-            f"{base}/models answered HTTP {resp.status_code}: {resp.text[:200]}",
-        )
-    found = [
-        str(m.get("id")) for m in payload.get("data") or [] if isinstance(m, dict) and m.get("id")
-    ]
+    except ValueError as exc:  # ChannelRefused, or a type that is not a number
+        return _models_field(request, session, current, str(exc))
     merged = list(dict.fromkeys(current + found))
     return _models_field(request, session, merged, "", found=len(found))
 
@@ -186,30 +146,18 @@ async def new_page(request: Request, session: UserDep) -> Response:
 async def create(request: Request, session: UserDep) -> Response:
     fields = _form_fields(await form_of(request))
     try:
-        data = ChannelCreate.model_validate(fields)
-        if data.type not in CHANNEL_TYPES or data.type == 0:
-            raise ValueError(f"unknown channel type {data.type}")
-        _check_url(request, data.base_url)
+        rows = await _service(request).create(ChannelCreate.model_validate(fields))
     except ValidationError as exc:
         return _form_page(request, session, channel=fields, error=first_error(exc), status=400)
-    except ValueError as exc:
+    except ChannelRefused as exc:
         return _form_page(request, session, channel=fields, error=str(exc), status=400)
-    async with request.app.state.sessions() as db:
-        rows = await crud.create_channels(db, data=data, box=request.app.state.box)
-    await request.app.state.reload_routes()
     flash(session, f"added {len(rows)} channel(s): " + ", ".join(r.name for r in rows))
     return RedirectResponse(f"/ui/channels/{rows[0].id}", 303)
 
 
-async def _get(request: Request, channel_id: int) -> Channel | None:
-    async with request.app.state.sessions() as db:
-        ch = await db.get(Channel, channel_id)
-    return None if ch is None or ch.builtin else ch
-
-
 @router.get("/{channel_id}")
 async def edit_page(channel_id: int, request: Request, session: UserDep) -> Response:
-    ch = await _get(request, channel_id)
+    ch = await _service(request).get(channel_id)
     if ch is None:
         flash(session, f"channel {channel_id} does not exist", "error")
         return RedirectResponse("/ui/channels", 303)
@@ -220,10 +168,9 @@ async def edit_page(channel_id: int, request: Request, session: UserDep) -> Resp
 async def update(channel_id: int, request: Request, session: UserDep) -> Response:
     fields = _form_fields(await form_of(request))
     try:
-        data = ChannelUpdate.model_validate({**fields, "id": channel_id})
-        if data.type is not None and (data.type not in CHANNEL_TYPES or data.type == 0):
-            raise ValueError(f"unknown channel type {data.type}")
-        _check_url(request, data.base_url)
+        ch = await _service(request).update(
+            ChannelUpdate.model_validate({**fields, "id": channel_id})
+        )
     except ValidationError as exc:
         return _form_page(
             request,
@@ -232,36 +179,26 @@ async def update(channel_id: int, request: Request, session: UserDep) -> Respons
             error=first_error(exc),
             status=400,
         )
-    except ValueError as exc:
+    except ChannelRefused as exc:
         return _form_page(
             request, session, channel={**fields, "id": channel_id}, error=str(exc), status=400
         )
-    async with request.app.state.sessions() as db:
-        ch = await crud.update_channel(db, data=data, box=request.app.state.box)
     if ch is None:
         flash(session, f"channel {channel_id} does not exist", "error")
         return RedirectResponse("/ui/channels", 303)
-    await request.app.state.reload_routes()
     flash(session, f"saved channel {ch.name}")
     return RedirectResponse(f"/ui/channels/{channel_id}", 303)
 
 
 @router.post("/{channel_id}/status")
 async def toggle(channel_id: int, request: Request, session: UserDep) -> Response:
-    ch = await _get(request, channel_id)
+    service = _service(request)
+    ch = await service.get(channel_id)
+    if ch is not None:
+        enabled = ch.status == ChannelStatus.ENABLED
+        ch = await (service.disable if enabled else service.enable)(channel_id)
     if ch is None:
         return Response(f"channel {channel_id} does not exist", status_code=404)
-    status = (
-        ChannelStatus.MANUALLY_DISABLED
-        if ch.status == ChannelStatus.ENABLED
-        else ChannelStatus.ENABLED
-    )
-    async with request.app.state.sessions() as db:
-        ch = await crud.update_channel(
-            db, data=ChannelUpdate(id=channel_id, status=status), box=request.app.state.box
-        )
-    await request.app.state.reload_routes()
-    assert ch is not None
     return render(
         request,
         "partials/channel_row.html",
@@ -275,10 +212,7 @@ async def toggle(channel_id: int, request: Request, session: UserDep) -> Respons
 
 @router.post("/{channel_id}/delete")
 async def delete(channel_id: int, request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
-        deleted = await crud.delete_channel(db, channel_id=channel_id)
-    if deleted:
-        await request.app.state.reload_routes()
+    deleted = await _service(request).delete(channel_id)
     if request.headers.get("hx-request"):
         return Response("" if deleted else "not found", status_code=200 if deleted else 404)
     flash(
@@ -291,9 +225,9 @@ async def delete(channel_id: int, request: Request, session: UserDep) -> Respons
 
 @router.post("/{channel_id}/test")
 async def test(channel_id: int, request: Request, session: UserDep) -> Response:
-    """gateway.channel_test with the model's own API type, recorded like /api/channel/test."""
-    state = request.app.state
-    ch = await _get(request, channel_id)
+    """ChannelService.test with the model's own API type, recorded like /api/channel/test."""
+    service = _service(request)
+    ch = await service.get(channel_id)
     model = request.query_params.get("model", "")
     if ch is None or not model:
         return render(
@@ -305,26 +239,14 @@ async def test(channel_id: int, request: Request, session: UserDep) -> Response:
             message="no such channel or model",
             seconds=0,
         )
-    type_ = guess_type(model, orjson.loads(ch.model_types or "{}"))
-    ep = endpoint_for(ch, state.box, state.settings)
-    result = await run_test(state.upstreams[ep.kind], ep, model, type_)
-    async with state.sessions() as db:
-        await crud.set_channel_fields(
-            db,
-            channel_id=channel_id,
-            test_time=int(time.time()),
-            response_time=int(result.seconds * 1000),
-            last_error=result.message[:500],
-        )
-    if result.success:
-        state.health.success(ep.id)
+    check = await service.test(ch, model)
     return render(
         request,
         "partials/test_result.html",
         session,
-        ok=result.success,
+        ok=check.success,
         model=model,
-        message=result.message,
-        seconds=result.seconds,
-        type=type_,
+        message=check.message,
+        seconds=check.time,
+        type=check.type,
     )

@@ -1,7 +1,7 @@
 """Tokens: create (the key shown once), edit limits, enable/disable, delete, usage per token.
 
-Writes go through gateway.db.crud.tokens with TokenCreate/TokenUpdate, then
-app.state.auth.invalidate(), as /api/token does.
+Writes go through TokenService with TokenCreate/TokenUpdate, as /api/token does; the service
+announces each change (cached key lookups are dropped).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from admin_ui.web import UserDep, flash, form_of, form_str, render
 from gateway.admin_api.envelope import first_error
 from gateway.db.crud import tokens as crud
 from gateway.db.models import TokenCreate, TokenUpdate
-from gateway.db.tables import Token, TokenStatus
+from gateway.db.tables import TokenStatus
+from gateway.tokens.service import TokenService
 
 router = APIRouter(prefix="/tokens")
 PAGE_SIZE = 50
@@ -51,6 +52,11 @@ def _fields(form: FormData) -> dict[str, Any]:
         if raw:
             data[n] = raw
     return data
+
+
+def _service(request: Request) -> TokenService:
+    service: TokenService = request.app.state.tokens
+    return service
 
 
 def _as_local(ts: int) -> str:
@@ -94,8 +100,7 @@ async def create(request: Request, session: UserDep) -> Response:
         return await _form_error(request, session, first_error(exc), form)
     except ValueError as exc:
         return await _form_error(request, session, str(exc), form)
-    async with request.app.state.sessions() as db:
-        row, key = await crud.create_token(db, data=data)
+    row, key = await _service(request).create(data)
     # Kept in the session row (encrypted) for the next page view only, never in a URL or cookie.
     session.keep_secret(key)
     flash(session, f"created token {row.name or row.id}: copy the key now, it is shown only once")
@@ -127,8 +132,7 @@ async def _form_error(request: Request, session: Any, error: str, form: FormData
 
 @router.get("/{token_id}")
 async def edit_page(token_id: int, request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
-        row = await db.get(Token, token_id)
+    row = await _service(request).get(token_id)
     if row is None:
         flash(session, f"token {token_id} does not exist", "error")
         return RedirectResponse("/ui/tokens", 303)
@@ -151,9 +155,7 @@ async def update(token_id: int, request: Request, session: UserDep) -> Response:
     except (ValidationError, ValueError) as exc:
         flash(session, first_error(exc) if isinstance(exc, ValidationError) else str(exc), "error")
         return RedirectResponse(f"/ui/tokens/{token_id}", 303)
-    async with request.app.state.sessions() as db:
-        row = await crud.update_token(db, data=data)
-    request.app.state.auth.invalidate()
+    row = await _service(request).update(data)
     flash(
         session,
         f"saved token {row.name}" if row else f"token {token_id} does not exist",
@@ -164,23 +166,19 @@ async def update(token_id: int, request: Request, session: UserDep) -> Response:
 
 @router.post("/{token_id}/status")
 async def toggle(token_id: int, request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
-        row = await db.get(Token, token_id)
-        if row is None:
-            return Response(f"token {token_id} does not exist", status_code=404)
-        status = TokenStatus.DISABLED if row.status == TokenStatus.ENABLED else TokenStatus.ENABLED
-        row = await crud.update_token(
-            db, data=TokenUpdate(id=token_id, status=status), status_only=True
-        )
-    request.app.state.auth.invalidate()
+    service = _service(request)
+    row = await service.get(token_id)
+    if row is not None:
+        enabled = row.status == TokenStatus.ENABLED
+        row = await (service.disable if enabled else service.enable)(token_id)
+    if row is None:
+        return Response(f"token {token_id} does not exist", status_code=404)
     return render(request, "partials/token_row.html", session, t=row, usage={}, now=time.time())
 
 
 @router.post("/{token_id}/delete")
 async def delete(token_id: int, request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
-        deleted = await crud.delete_token(db, token_id=token_id)
-    request.app.state.auth.invalidate()
+    deleted = await _service(request).delete(token_id)
     if request.headers.get("hx-request"):
         return Response("" if deleted else "not found", status_code=200 if deleted else 404)
     flash(session, "deleted" if deleted else "no such token", "ok" if deleted else "error")

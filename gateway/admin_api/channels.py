@@ -1,4 +1,9 @@
-"""/api/channel/*: One API's channel endpoints."""
+"""/api/channel/*: One API's channel endpoints (parse, call ChannelService, shape the answer).
+
+One API's `GET /api/channel/test` (controller/channel-test.go TestChannels) starts a background
+round and answers at once; here the round runs a few channels at a time and the answer carries
+every channel's result, so a script learns what failed without reading logs.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,15 @@ import httpx
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from gateway.admin_api import channel_checks as checks
 from gateway.admin_api.envelope import fail, ok, page_params
 from gateway.admin_api.envelope import first_error as _first_error
 from gateway.admin_api.envelope import json_body as _json
+from gateway.channels.balance import BalanceUnsupported
+from gateway.channels.service import ChannelRefused
 from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate
 from gateway.db.tables import Channel, ChannelStatus
-from gateway.deps import SessionDep
-from gateway.security.upstream_urls import channel_url_problem
+from gateway.deps import ChannelsDep, SessionDep
 from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channel")
@@ -73,11 +78,11 @@ async def channel_models(request: Request) -> dict[str, Any]:
 
 
 @router.get("/test")
-async def test_all_channels(request: Request) -> dict[str, Any]:
+async def test_all_channels(request: Request, channels: ChannelsDep) -> dict[str, Any]:
     scope = request.query_params.get("scope") or "all"
     if scope not in ("all", "disabled"):
         return fail(f"scope must be all or disabled, got {scope!r}")
-    results = await checks.test_channels(request.app.state, scope)
+    results = await channels.test_all(scope)
     failed = sum(not c.success for c in results)
     return ok(
         [asdict(c) for c in results],
@@ -86,11 +91,11 @@ async def test_all_channels(request: Request) -> dict[str, Any]:
 
 
 @router.get("/test/{channel_id}")
-async def test_channel(channel_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
-    ch = await session.get(Channel, channel_id)
-    if ch is None or ch.builtin:
+async def test_channel(channel_id: int, request: Request, channels: ChannelsDep) -> dict[str, Any]:
+    ch = await channels.get(channel_id)
+    if ch is None:
         return fail(f"channel {channel_id} does not exist")
-    check = await checks.test_channel(request.app.state, ch, request.query_params.get("model", ""))
+    check = await channels.test(ch, request.query_params.get("model", ""))
     return {
         "success": check.success,
         "message": check.message,
@@ -101,7 +106,7 @@ async def test_channel(channel_id: int, request: Request, session: SessionDep) -
 
 
 @router.get("/update_balance")
-async def update_all_balances(request: Request, session: SessionDep) -> dict[str, Any]:
+async def update_all_balances(session: SessionDep, channels: ChannelsDep) -> dict[str, Any]:
     """Every enabled channel whose type has a balance API; the answer lists each balance."""
     rows = [
         c
@@ -111,10 +116,8 @@ async def update_all_balances(request: Request, session: SessionDep) -> dict[str
     data: list[dict[str, Any]] = []
     for ch in rows:
         try:
-            data.append(
-                {"id": ch.id, "balance": await checks.update_balance(request.app.state, ch)}
-            )
-        except checks.BalanceUnsupported:
+            data.append({"id": ch.id, "balance": await channels.update_balance(ch)})
+        except BalanceUnsupported:
             continue
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             data.append({"id": ch.id, "error": str(exc)})
@@ -122,16 +125,14 @@ async def update_all_balances(request: Request, session: SessionDep) -> dict[str
 
 
 @router.get("/update_balance/{channel_id}")
-async def update_channel_balance(
-    channel_id: int, request: Request, session: SessionDep
-) -> dict[str, Any]:
+async def update_channel_balance(channel_id: int, channels: ChannelsDep) -> dict[str, Any]:
     """One API's answer: `{success, message, balance}` (controller/channel-billing.go)."""
-    ch = await session.get(Channel, channel_id)
-    if ch is None or ch.builtin:
+    ch = await channels.get(channel_id)
+    if ch is None:
         return fail(f"channel {channel_id} does not exist")
     try:
-        balance = await checks.update_balance(request.app.state, ch)
-    except checks.BalanceUnsupported as exc:
+        balance = await channels.update_balance(ch)
+    except BalanceUnsupported as exc:
         return fail(str(exc))
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         return fail(f"the balance query failed: {exc}")
@@ -139,12 +140,9 @@ async def update_channel_balance(
 
 
 @router.delete("/disabled")
-async def delete_disabled_channels(request: Request, session: SessionDep) -> dict[str, Any]:
+async def delete_disabled_channels(channels: ChannelsDep) -> dict[str, Any]:
     """Deletes manually and automatically disabled channels; `data` is how many."""
-    count = await crud.delete_disabled_channels(session)
-    if count:
-        await request.app.state.reload_routes()
-    return ok(count)
+    return ok(await channels.delete_disabled())
 
 
 @router.get("/{channel_id}")
@@ -156,18 +154,13 @@ async def get_channel(channel_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/")
-async def add_channel(request: Request, session: SessionDep) -> dict[str, Any]:
+async def add_channel(request: Request, channels: ChannelsDep) -> dict[str, Any]:
     try:
-        data = ChannelCreate.model_validate(await _json(request))
-        CHANNEL_TYPES[data.type]
+        rows = await channels.create(ChannelCreate.model_validate(await _json(request)))
     except ValidationError as exc:
         return fail(_first_error(exc))
-    except KeyError:
-        return fail(f"unknown channel type {data.type}: GET /api/channel/types lists them")
-    if problem := channel_url_problem(data.base_url, request.app.state.settings.upstream_allow):
-        return fail(problem)
-    rows = await crud.create_channels(session, data=data, box=request.app.state.box)
-    await request.app.state.reload_routes()
+    except ChannelRefused as exc:
+        return fail(str(exc))
     return ok(
         [crud.to_public(r).model_dump() for r in rows]
         if len(rows) > 1
@@ -176,27 +169,21 @@ async def add_channel(request: Request, session: SessionDep) -> dict[str, Any]:
 
 
 @router.put("/")
-async def update_channel(request: Request, session: SessionDep) -> dict[str, Any]:
+async def update_channel(request: Request, channels: ChannelsDep) -> dict[str, Any]:
     try:
         data = ChannelUpdate.model_validate(await _json(request))
-        if data.type is not None:
-            CHANNEL_TYPES[data.type]
+        ch = await channels.update(data)
     except ValidationError as exc:
         return fail(_first_error(exc))
-    except KeyError:
-        return fail("unknown channel type: GET /api/channel/types lists them")
-    if problem := channel_url_problem(data.base_url, request.app.state.settings.upstream_allow):
-        return fail(problem)
-    ch = await crud.update_channel(session, data=data, box=request.app.state.box)
+    except ChannelRefused as exc:
+        return fail(str(exc))
     if ch is None:
         return fail(f"channel {data.id} does not exist")
-    await request.app.state.reload_routes()
     return ok(crud.to_public(ch).model_dump())
 
 
 @router.delete("/{channel_id}")
-async def delete_channel(channel_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
-    if not await crud.delete_channel(session, channel_id=channel_id):
+async def delete_channel(channel_id: int, channels: ChannelsDep) -> dict[str, Any]:
+    if not await channels.delete(channel_id):
         return fail(f"channel {channel_id} does not exist (or is the built-in local channel)")
-    await request.app.state.reload_routes()
     return ok()

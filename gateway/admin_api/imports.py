@@ -8,14 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from gateway.admin_api.envelope import fail, json_body, ok
-from gateway.deps import SessionDep
+from gateway.deps import ChannelsDep, SessionDep, TokensDep
 from gateway.migrate_oneapi.apply import import_channels, import_prices, import_tokens
 
 router = APIRouter(prefix="/import")
 
 
 @router.post("/one-api")
-async def import_one_api(request: Request, session: SessionDep) -> dict[str, Any]:
+async def import_one_api(
+    request: Request, session: SessionDep, channel_service: ChannelsDep, token_service: TokensDep
+) -> dict[str, Any]:
     body = await json_body(request)
     if not isinstance(body, dict) or not all(
         isinstance(body.get(k, []), list) and all(isinstance(r, dict) for r in body.get(k, []))
@@ -27,13 +29,9 @@ async def import_one_api(request: Request, session: SessionDep) -> dict[str, Any
         )
     state = request.app.state
     notes: list[str] = []
-    channels = await import_channels(session, body.get("channels", []), state.box, notes)
-    tokens = await import_tokens(session, body.get("tokens", []), notes)
+    channels = await import_channels(channel_service, body.get("channels", []), notes)
+    tokens = await import_tokens(token_service, body.get("tokens", []), notes)
     prices = await import_prices(session, body.get("prices", []), state.prices, notes)
-    if channels:
-        await state.reload_routes()
-    if tokens:
-        state.auth.invalidate()
     if prices:
         await state.reload_prices()
     return ok({"channels": channels, "tokens": tokens, "prices": prices, "notes": notes})

@@ -1,4 +1,5 @@
-"""/api/token/*: One API's token endpoints. The full key is returned once, at creation."""
+"""/api/token/*: One API's token endpoints (parse, call TokenService, shape the answer). The full
+key is returned once, at creation."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from gateway.admin_api.envelope import fail, first_error, json_body, ok, page_pa
 from gateway.db.crud import tokens as crud
 from gateway.db.models import TokenCreate, TokenCreated, TokenUpdate
 from gateway.db.tables import Token
-from gateway.deps import SessionDep
+from gateway.deps import SessionDep, TokensDep
 
 router = APIRouter(prefix="/token")
 
@@ -40,12 +41,12 @@ async def get_token(token_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.post("/")
-async def add_token(request: Request, session: SessionDep) -> dict[str, Any]:
+async def add_token(request: Request, tokens: TokensDep) -> dict[str, Any]:
     try:
         data = TokenCreate.model_validate(await json_body(request))
     except ValidationError as exc:
         return fail(first_error(exc))
-    row, key = await crud.create_token(session, data=data)
+    row, key = await tokens.create(data)
     public = crud.to_public(row).model_dump()
     public["key"] = key
     return ok(
@@ -54,22 +55,20 @@ async def add_token(request: Request, session: SessionDep) -> dict[str, Any]:
 
 
 @router.put("/")
-async def update_token(request: Request, session: SessionDep) -> dict[str, Any]:
+async def update_token(request: Request, tokens: TokensDep) -> dict[str, Any]:
     try:
         data = TokenUpdate.model_validate(await json_body(request))
     except ValidationError as exc:
         return fail(first_error(exc))
     status_only = request.query_params.get("status_only") not in (None, "", "0", "false")
-    row = await crud.update_token(session, data=data, status_only=status_only)
+    row = await tokens.update(data, status_only=status_only)
     if row is None:
         return fail(f"token {data.id} does not exist")
-    request.app.state.auth.invalidate()
     return ok(crud.to_public(row).model_dump())
 
 
 @router.delete("/{token_id}")
-async def delete_token(token_id: int, request: Request, session: SessionDep) -> dict[str, Any]:
-    if not await crud.delete_token(session, token_id=token_id):
+async def delete_token(token_id: int, tokens: TokensDep) -> dict[str, Any]:
+    if not await tokens.delete(token_id):
         return fail(f"token {token_id} does not exist")
-    request.app.state.auth.invalidate()
     return ok()

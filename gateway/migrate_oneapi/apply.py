@@ -1,8 +1,10 @@
 """Write an import plan into modelport (server side, behind `POST /api/import/one-api`).
 
-Every row goes through the admin API's own validation (ChannelCreate, TokenCreate, PriceIn), so
-an imported channel or token is one an admin could have created. Imports are idempotent: a
-channel already carrying its One API id, or a token whose key is already known, is skipped.
+Every row goes through the admin API's own validation (ChannelCreate and ChannelService.check,
+TokenCreate, PriceIn) and is written by the same services, so an imported channel or token is one
+an admin could have created, and routes and token caches refresh once per import. Imports are
+idempotent: a channel already carrying its One API id, or a token whose key is already known, is
+skipped.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from gateway.admin_api.envelope import first_error
 from gateway.auth.keys import hash_key
 from gateway.billing.price_admin import PriceIn, completion_ratio, save_price
 from gateway.billing.prices import MAX_QUOTA, PriceBook
+from gateway.channels.service import ChannelRefused, ChannelService
 from gateway.db.crud import channels as channel_crud
 from gateway.db.crud import tokens as token_crud
 from gateway.db.models import ChannelCreate, TokenCreate
+from gateway.tokens.service import TokenService
 
 # kept from One API's row after creation (ChannelCreate/TokenCreate do not take them)
 CHANNEL_HISTORY = ("used_quota", "balance", "created_time", "test_time", "response_time")
@@ -49,10 +53,11 @@ async def _imported_channel_ids(session: AsyncSession) -> set[int]:
 
 
 async def import_channels(
-    session: AsyncSession, rows: list[dict[str, Any]], box: Any, notes: list[str]
+    service: ChannelService, rows: list[dict[str, Any]], notes: list[str]
 ) -> int:
-    done = await _imported_channel_ids(session)
-    created = 0
+    async with service.sessions() as session:
+        done = await _imported_channel_ids(session)
+    items: list[tuple[ChannelCreate, str, dict[str, int | float]]] = []
     for row in rows:
         label = f"channel {row.get('one_api_id')} {row.get('name')!r}"
         if row.get("one_api_id") in done:
@@ -60,25 +65,23 @@ async def import_channels(
             continue
         try:
             data = ChannelCreate.model_validate({**row, "key": ""})
+            service.check(data)
         except ValidationError as exc:
             notes.append(f"{label} not imported: {first_error(exc)}")
             continue
-        (ch,) = await channel_crud.create_channels(session, data=data, box=box)
-        # the key as One API held it, whole: a newline in it is not a batch of keys here
-        ch.key_enc = box.encrypt(str(row.get("key") or "").strip())
-        for name, value in _history(row, CHANNEL_HISTORY).items():
-            setattr(ch, name, value)
-        session.add(ch)
-        await session.commit()
-        created += 1
-    return created
+        except ChannelRefused as exc:
+            notes.append(f"{label} not imported: {exc}")
+            continue
+        items.append((data, str(row.get("key") or ""), _history(row, CHANNEL_HISTORY)))
+    return len(await service.import_channels(items))
 
 
-async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes: list[str]) -> int:
+async def import_tokens(service: TokenService, rows: list[dict[str, Any]], notes: list[str]) -> int:
     """One commit for the whole batch: a key already known (imported before, or the same key
     twice) is skipped."""
-    seen = await token_crud.known_hashes(session, [hash_key(str(r.get("key"))) for r in rows])
-    created = 0
+    async with service.sessions() as session:
+        seen = await token_crud.known_hashes(session, [hash_key(str(r.get("key"))) for r in rows])
+    items: list[tuple[TokenCreate, str, dict[str, int | float]]] = []
     for row in rows:
         label = f"token {row.get('one_api_id')} {row.get('name')!r}"
         key = str(row.get("key") or "")
@@ -96,11 +99,9 @@ async def import_tokens(session: AsyncSession, rows: list[dict[str, Any]], notes
         history = _history(row, TOKEN_HISTORY)
         if history.get("status") not in (None, 1, 2, 3, 4):
             history.pop("status")
-        session.add(token_crud.new_token(data=data, key=key, **history))
+        items.append((data, key, history))
         seen.add(hash_key(key))
-        created += 1
-    await session.commit()
-    return created
+    return len(await service.import_tokens(items))
 
 
 async def import_prices(

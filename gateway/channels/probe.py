@@ -1,5 +1,8 @@
-"""Channel tests that call the API matching the model's type (One API tests everything with chat,
-so embedding and rerank channels fail their tests and get disabled)."""
+"""Probing a channel: one small request to the API that fits the model's type.
+
+One API tests every channel with a chat request, so embedding and rerank channels fail their
+tests and get disabled; here an embedding model gets an embeddings request, a reranker a rerank.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from gateway.db.models import split_csv
+from gateway.db.tables import Channel
 from gateway.model_info import ModelKind
 from gateway.model_kinds import channel_kind
 from gateway.upstreams.base import (
@@ -24,7 +29,7 @@ from gateway.upstreams.base import (
     UpstreamUnavailable,
 )
 
-# The test each kind gets (`test_request`).
+# The probe each kind gets (`probe_request`).
 _TEST_TYPES: dict[ModelKind, str] = {
     "chat": "llm",
     "embedding": "embedding",
@@ -35,10 +40,17 @@ _TEST_TYPES: dict[ModelKind, str] = {
 }
 
 
-def guess_type(model: str, declared: Mapping[str, str] | None = None) -> str:
-    """The test for `model`, by its kind: the channel's `model_types` (`declared`), else litellm's
+def probe_type(model: str, declared: Mapping[str, str] | None = None) -> str:
+    """The probe for `model`, by its kind: the channel's `model_types` (`declared`), else litellm's
     model table, else its name (gateway.model_kinds)."""
     return _TEST_TYPES[channel_kind(model, model, declared or {})]
+
+
+def probe_model(ch: Channel) -> str:
+    """The model a channel is probed with unless one is named: its config's `test_model`, else
+    its first model ("" when it lists none)."""
+    models = split_csv(ch.models)
+    return str(orjson.loads(ch.config or "{}").get("test_model") or (models[0] if models else ""))
 
 
 def _silence_wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -54,7 +66,7 @@ def _silence_wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
-def test_request(model: str, type_: str) -> UpstreamRequest:
+def probe_request(model: str, type_: str) -> UpstreamRequest:
     body: dict[str, Any]
     if type_ == "embedding":
         body = {"model": model, "input": "modelport channel test"}
@@ -88,7 +100,7 @@ def test_request(model: str, type_: str) -> UpstreamRequest:
 
 
 @dataclass(slots=True)
-class TestResult:
+class ProbeResult:
     success: bool
     message: str
     seconds: float
@@ -96,17 +108,17 @@ class TestResult:
     status: int = 0
 
 
-async def run_test(upstream: Upstream, endpoint: Endpoint, model: str, type_: str) -> TestResult:
-    req = test_request(model, type_)
+async def run_probe(upstream: Upstream, endpoint: Endpoint, model: str, type_: str) -> ProbeResult:
+    req = probe_request(model, type_)
     started = time.perf_counter()
     try:
         if endpoint.prepare is not None:
             await endpoint.prepare()
         resp = await upstream.send(req, endpoint)
     except UpstreamUnavailable as exc:
-        return TestResult(False, str(exc), time.perf_counter() - started, model)
+        return ProbeResult(False, str(exc), time.perf_counter() - started, model)
     elapsed = time.perf_counter() - started
     if resp.status >= 400:
         detail = (resp.body or b"")[:300].decode("utf-8", "replace")
-        return TestResult(False, f"HTTP {resp.status}: {detail}", elapsed, model, resp.status)
-    return TestResult(True, "", elapsed, model, resp.status)
+        return ProbeResult(False, f"HTTP {resp.status}: {detail}", elapsed, model, resp.status)
+    return ProbeResult(True, "", elapsed, model, resp.status)

@@ -4,7 +4,7 @@ When an upstream refuses a channel's key or billing (dispatch decides from the s
 structured error code only: never from message text, which callers can fill), the channel leaves
 routing at once and is stored as auto-disabled (status 3) with the reason. Every
 `channel_test_interval_s` the monitor tests each auto-disabled channel with the API that fits
-its model's type (chat, embeddings, rerank, audio, images: gateway.channel_test) and re-enables
+its model's type (chat, embeddings, rerank, audio, images: gateway.channels.probe) and re-enables
 the ones that pass. Manually disabled channels (status 2) are never touched.
 """
 
@@ -17,14 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from gateway.channel_routes import endpoint_for
-from gateway.channel_test import TestResult, guess_type, run_test
+from gateway.channels.probe import ProbeResult, probe_model, probe_type, run_probe
+from gateway.channels.routes import endpoint_for
 from gateway.db.crud.channels import set_channel_fields
-from gateway.db.models import split_csv
 from gateway.db.tables import Channel, ChannelStatus
 from gateway.upstreams.base import Endpoint
 
@@ -114,7 +112,7 @@ class ChannelMonitor:
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("channel re-test round failed: %s", exc)
 
-    async def retest_disabled(self) -> dict[int, TestResult]:
+    async def retest_disabled(self) -> dict[int, ProbeResult]:
         """Test every auto-disabled channel once; re-enable those that pass."""
         async with self.sessions() as session:
             rows = (
@@ -122,7 +120,7 @@ class ChannelMonitor:
                     select(Channel).where(col(Channel.status) == ChannelStatus.AUTO_DISABLED)
                 )
             ).all()
-        results: dict[int, TestResult] = {}
+        results: dict[int, ProbeResult] = {}
         for ch in rows:
             result = await self._test(ch)
             if result is None or ch.id is None:
@@ -146,20 +144,18 @@ class ChannelMonitor:
             await self.reload_routes()
         return results
 
-    async def _test(self, ch: Channel) -> TestResult | None:
-        config = orjson.loads(ch.config or "{}")
-        models = split_csv(ch.models)
-        model = config.get("test_model") or (models[0] if models else "")
+    async def _test(self, ch: Channel) -> ProbeResult | None:
+        model = probe_model(ch)
         if not model:
             return None
         try:
             ep = endpoint_for(ch, self.box, self.settings)
         except ValueError as exc:  # undecryptable key: stays disabled, says why
-            return TestResult(False, str(exc), 0.0, model)
+            return ProbeResult(False, str(exc), 0.0, model)
         upstream = self.upstreams.get(ep.kind)
         if upstream is None:
             return None
-        return await run_test(upstream, ep, model, guess_type(model, ep.model_types))
+        return await run_probe(upstream, ep, model, probe_type(model, ep.model_types))
 
     def circuit_states(self) -> dict[str, tuple[str, int]]:
         return self.health.snapshot()

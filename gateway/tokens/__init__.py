@@ -1,0 +1,1 @@
+"""API tokens as an admin manages them: TokenService (create, update, enable, disable, delete)."""
