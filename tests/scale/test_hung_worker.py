@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -37,8 +38,13 @@ def test_a_stopped_worker_fails_over_and_is_skipped_at_once(make_gateway):
     os.kill(hung["pid"], signal.SIGSTOP)
     try:
         client = gw.openai(gw.create_token(name="u"), timeout=60)
+        took = []
         for _ in range(10):  # round robin would send every other one to the hung worker
+            t0 = time.monotonic()
             assert client.chat.completions.create(model="w", messages=MSG).choices
+            took.append(time.monotonic() - t0)
+        print(f"slowest request {max(took):.2f}s (timeout 2s), the others at most "
+              f"{sorted(took)[-2]:.2f}s")  # fmt: skip
         circuits = {c["endpoint"]: c["state"] for c in gw.api("GET", "/api/health/circuits")}
         hung_id = next(e for e in circuits if e.endswith(f":{hung['port']}/v1"))
         assert circuits[hung_id] == "open"
