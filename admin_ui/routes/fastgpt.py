@@ -36,7 +36,7 @@ async def _export(request: Request, fmt: str, api_key: str) -> tuple[Any, dict[s
     async with state.sessions() as db:
         overrides = await load_overrides(db)
     data = export_fastgpt(
-        served_models(state.models),
+        served_models(state.models, state.prices),
         format=fmt,  # type: ignore[arg-type]
         base_url=state.settings.base_url,
         api_key=_key(request, api_key),

@@ -50,7 +50,7 @@ async def _build(request: Request, session: SessionDep, body: ExportRequest) -> 
     state = request.app.state
     existing = load_user_config(body.existing) if body.existing else None
     return export_fastgpt(
-        served_models(state.models),
+        served_models(state.models, state.prices),
         format=body.format,
         base_url=state.settings.base_url,
         api_key=_api_key(request, body.api_key),
