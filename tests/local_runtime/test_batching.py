@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -160,3 +161,83 @@ def test_settings_from_engine_options():
         BatchSettings.from_options({"max_batch_size": 0})
     with pytest.raises(ValueError, match="invalid batching option"):
         BatchSettings.from_options({"max_wait_ms": "soon"})
+
+
+async def until(condition: Callable[[], bool], bound_s: float = 60.0) -> None:
+    """Poll `condition` on the event loop; fail after a bound meant for a slow machine."""
+    deadline = asyncio.get_running_loop().time() + bound_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+def handed_over(batcher: MicroBatcher[int, int], items: int) -> bool:
+    """`items` wait in the model thread behind the running batch, none in the queue."""
+    stats = batcher.stats()
+    return stats["batches_in_model"] == 2 and stats["queue_depth"] == items
+
+
+async def test_a_full_next_batch_starts_without_the_event_loop():
+    """Under a backlog the model thread goes from one batch straight to the next: the full next
+    batch is handed over while the first computes, so it starts even while the event loop is
+    blocked (with the old collector it could only be cut after the loop took the first back)."""
+    fn = Recorder()
+    fn.gate.clear()
+    second = threading.Event()
+    original = fn.__call__
+
+    def model(items: list[int]) -> list[int]:
+        if fn.batches:  # the first batch has returned: this call is the next batch's
+            second.set()
+        return original(items)
+
+    batcher = MicroBatcher(model, BatchSettings(max_batch_size=2, max_wait_ms=0))
+    first = asyncio.ensure_future(batcher.submit([1, 2]))
+    while not fn.entered.is_set():
+        await asyncio.sleep(0.001)
+    rest = [asyncio.ensure_future(batcher.submit([i, i + 1])) for i in (3, 5)]
+    await until(lambda: batcher.queue_depth == 4)  # [3, 4] in the model thread, [5, 6] queued
+    fn.gate.set()
+    assert second.wait(60)  # blocks the event loop: only the model thread can get here
+    assert await first == [10, 20]
+    assert [await r for r in rest] == [[30, 40], [50, 60]]
+    assert fn.batches == [[1, 2], [3, 4], [5, 6]]  # never more than one batch waits
+    assert batcher.stats()["busy_s"] > 0 and batcher.stats()["items_run"] == 6
+    batcher.close()
+
+
+async def test_a_request_gone_while_its_batch_waits_is_not_computed():
+    fn = Recorder()
+    fn.gate.clear()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0))
+    first = asyncio.ensure_future(batcher.submit([1, 2]))
+    while not fn.entered.is_set():
+        await asyncio.sleep(0.001)
+    gone = asyncio.ensure_future(batcher.submit([3]))
+    kept = asyncio.ensure_future(batcher.submit([4]))
+    await until(lambda: handed_over(batcher, 2))
+    gone.cancel()
+    await asyncio.sleep(0)
+    fn.gate.set()
+    assert await first == [10, 20]
+    assert await kept == [40]
+    assert fn.batches == [[1, 2], [4]]
+    batcher.close()
+
+
+async def test_close_fails_the_computing_and_the_waiting_batch():
+    fn = Recorder()
+    fn.gate.clear()
+    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=1, max_wait_ms=0))
+    running = asyncio.ensure_future(batcher.submit([1]))
+    while not fn.entered.is_set():
+        await asyncio.sleep(0.001)
+    waiting = asyncio.ensure_future(batcher.submit([2]))
+    await until(lambda: handed_over(batcher, 1))
+    batcher.close()
+    fn.gate.set()
+    for request in (running, waiting):
+        with pytest.raises(EngineError) as info:
+            await asyncio.wait_for(request, 60)
+        assert info.value.status == 503
+    assert fn.batches == [[1]]  # the waiting batch never ran
