@@ -9,8 +9,10 @@ says so. Real `modelport serve` processes, a real SIGKILL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,37 @@ def test_a_surviving_replica_refunds_a_killed_ones_reservations(tmp_path, fake_u
         survivor.stop()
     with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as db:
         assert db.execute("SELECT count(*) FROM quotareservation").fetchone() == (0,)
+
+
+def test_recovery_spares_a_live_holder_and_refunds_an_expired_one(make_gateway, tmp_path):
+    """Holders on other hosts (no pid to check): a live lease protects a holder's reservations
+    however old they are; an expired lease gives them up."""
+    home = tmp_path / "home"
+    gw = make_gateway(home=home)
+    gw.create_token(name="crash", unlimited_quota=False, remain_quota=QUOTA)
+    now = time.time()
+    with sqlite3.connect(home / "modelport.db") as db:
+        (tid,) = db.execute("SELECT id FROM token WHERE name='crash'").fetchone()
+        db.execute(
+            "UPDATE token SET remain_quota = remain_quota - 300, used_quota = 300 WHERE id=?",
+            (tid,),
+        )
+        for holder, expires in (("hostA/1/10/aa", now + 600), ("hostB/1/10/bb", now - 1)):
+            db.execute("INSERT INTO gatewaylease VALUES (?, ?)", (holder, expires))
+        rows = [("hostA/1/10/aa", 100), ("hostB/1/10/bb", 200)]
+        for holder, amount in rows:
+            db.execute(
+                "INSERT INTO quotareservation (token_id, amount, holder, request_id, model, "
+                "created_at) VALUES (?, ?, ?, 'r', 'm', ?)",
+                (tid, amount, holder, now - 3600),
+            )
+    ledger = gw.app.state.usage.ledger
+    refunded = asyncio.run_coroutine_threadsafe(ledger.recover(), gw.server.server_loop).result(30)
+    assert refunded == 1
+    token = gw.api("GET", "/api/token/", params={"keyword": "crash"})[0]
+    assert (token["remain_quota"], token["used_quota"]) == (QUOTA - 100, 100)
+    with sqlite3.connect(home / "modelport.db") as db:
+        left = db.execute("SELECT holder, amount FROM quotareservation").fetchall()
+        leases = {h for (h,) in db.execute("SELECT holder FROM gatewaylease")}
+    assert left == [("hostA/1/10/aa", 100)]
+    assert "hostB/1/10/bb" not in leases and "hostA/1/10/aa" in leases
