@@ -14,6 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 import psycopg
 
 from tests.scale.procs import Replica, wait_for
+from tests.security.test_quota_overspend import inflating  # noqa: F401  (the barrier upstream)
 
 # output 10 USD / 1M tokens: max_tokens=20 reserves 100 units per stream
 PRICES = {"m": {"input": 0.0, "output": 10.0}}
@@ -162,3 +164,36 @@ def test_recovery_spares_a_live_holder_and_refunds_an_expired_one(make_gateway, 
         leases = {h for (h,) in db.execute("SELECT holder FROM gatewaylease")}
     assert left == [("hostA/1/10/aa", 100)]
     assert "hostB/1/10/bb" not in leases and "hostA/1/10/aa" in leases
+
+
+def test_a_reservation_refunded_while_its_holder_lived_is_not_refunded_twice(
+    make_gateway,
+    inflating,  # noqa: F811
+    tmp_path,
+):
+    """Should a recovery refund a reservation whose holder was only stalled (its lease ran out),
+    the holder's settlement finds the row gone and takes the refunded amount back."""
+    home = tmp_path / "home"
+    gw = make_gateway(home=home, prices=PRICES)
+    gw.add_channel(name="up", base_url=inflating.url, models="m")
+    key = gw.create_token(name="crash", unlimited_quota=False, remain_quota=1000)
+    client = gw.openai(key)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.chat.completions.create, **body)
+        wait_for(lambda: inflating.arrived == 1, "the request to reach the upstream")
+        with sqlite3.connect(home / "modelport.db") as db:  # what a recovery does
+            (rid, amount, tid) = db.execute(
+                "SELECT id, amount, token_id FROM quotareservation"
+            ).fetchone()
+            db.execute("DELETE FROM quotareservation WHERE id=?", (rid,))
+            db.execute(
+                "UPDATE token SET remain_quota = remain_quota + ?, used_quota = used_quota - ? "
+                "WHERE id=?",
+                (amount, amount, tid),
+            )
+        inflating.release()
+        answer.result(60)
+    gw.flush_usage()
+    token = gw.api("GET", "/api/token/", params={"keyword": "crash"})[0]
+    assert (token["remain_quota"], token["used_quota"]) == (990, 10)
