@@ -56,6 +56,10 @@ class RelayCall:
     count_usage: Callable[[dict[str, Any]], tuple[int, int]] | None = None  # surface-specific
     content: str = ""  # prompt text, kept only when the token asks for request logging
     reservation_id: int = 0  # its QuotaReservation row (0: nothing reserved)
+    # Work done for the request once it is admitted and reserved (fetching a caller's media
+    # URLs): never for a caller a limit or the quota turns away. A ModelportError it raises is
+    # the answer, with the reservation refunded.
+    prepare: Callable[[], Awaitable[None]] | None = None
     _prompt: int | None = None
 
     @property
@@ -176,6 +180,8 @@ class RelayService:
                 call.reservation_id = taken
             started = time.perf_counter()
             try:
+                if call.prepare is not None:
+                    await call.prepare()
                 outcome = await self.dispatcher.dispatch(
                     req, caller.group, self.allowed_models(caller)
                 )

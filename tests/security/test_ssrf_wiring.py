@@ -201,3 +201,24 @@ def test_fastgpt_push_refuses_a_metadata_url():
     models = [{"model": "m", "metadata": {"type": "llm", "provider": "OpenAI"}}]
     with pytest.raises(FastGPTPushError, match="metadata"):
         asyncio.run(push_models("http://169.254.169.254/", root_password="pw", models_json=models))
+
+
+def test_media_urls_are_fetched_only_for_admitted_requests(make_gateway, fake_upstream, internal):
+    """The fetch happens after the limits and the quota reservation: a caller turned away makes
+    the gateway fetch nothing, and a refused URL costs the caller no quota."""
+    gw = make_gateway(fetch_allow=["127.0.0.1"], prices={"m": {"input": 0.0, "output": 10.0}})
+    gw.add_channel(name="vision", base_url=fake_upstream.url, models="m")
+    poor = gw.openai(gw.create_token(name="poor", unlimited_quota=False, remain_quota=5))
+    with pytest.raises(openai.RateLimitError):
+        poor.chat.completions.create(
+            model="m", messages=_image_message(f"{internal.server.url}/cat.png"), max_tokens=2
+        )
+    assert internal.hits == []
+    rich = gw.openai(gw.create_token(name="rich", unlimited_quota=False, remain_quota=1000))
+    with pytest.raises(openai.BadRequestError):
+        rich.chat.completions.create(
+            model="m", messages=_image_message("http://169.254.169.254/latest/"), max_tokens=2
+        )
+    gw.flush_usage()
+    token = gw.api("GET", "/api/token/", params={"keyword": "rich"})[0]
+    assert (token["remain_quota"], token["used_quota"]) == (1000, 0)

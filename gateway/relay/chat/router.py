@@ -10,6 +10,7 @@ from gateway.relay.chat.protocol import ChatCompletionRequest
 from gateway.relay.chat.shape import with_required_fields
 from gateway.relay.common import json_call
 from gateway.relay.route import RelayRoute
+from gateway.relay.service import RelayCall
 
 router = APIRouter(route_class=RelayRoute)
 
@@ -28,11 +29,15 @@ async def chat_completions(
         max_output_tokens=body.output_bound(request.app.state.settings.default_max_tokens_estimate),
         content=lambda: "\n".join(text_of(m.content) for m in body.messages),
     )
-    assert call.request.body is not None
-    if await inline_media_urls(call.request.body, request.app.state.fetch):
-        call.request.raw = None  # the rewritten body is what goes upstream
+    call.prepare = lambda: _inline_media(call, request)
     response = await relay.run(call)
     if body.stream or response.status_code != 200 or isinstance(response, StreamingResponse):
         return response
     shaped = with_required_fields(bytes(response.body))
     return response if shaped is None else Response(shaped, media_type="application/json")
+
+
+async def _inline_media(call: RelayCall, request: Request) -> None:
+    assert call.request.body is not None
+    if await inline_media_urls(call.request.body, request.app.state.fetch):
+        call.request.raw = None  # the rewritten body is what goes upstream
