@@ -18,8 +18,9 @@ litellm takes seconds to import, so it is imported on the first request, not wit
 
 Redirects are not followed, as on the pass-through path: litellm's own HTTP clients follow them
 by default (AsyncHTTPHandler(follow_redirects=True)), so the providers that call through that
-handler (OWN_CLIENT: anthropic, gemini) get one of ours that does not. Azure goes through the
-OpenAI SDK's client, which still follows them.
+handler (OWN_CLIENT: anthropic, gemini) get one of ours that does not, and Azure, which litellm
+calls through the OpenAI SDK (whose client follows them too), an AsyncAzureOpenAI of ours per
+base URL, key and API version, on an httpx client that does not.
 
 Endpoint.config keys read here: `provider` (litellm's provider prefix; set by the registry from
 the One API channel type: 14 → anthropic, 24 → gemini, 3 → azure, ...), `api_version` (azure; for
@@ -74,6 +75,7 @@ class LitellmUpstream:
         self._transport_errors: tuple[type[BaseException], ...] = ()
         self._litellm_params: frozenset[str] = frozenset()
         self._http: Any = None  # litellm AsyncHTTPHandler that never follows redirects
+        self._azure: dict[tuple[str, str, str], Any] = {}  # AsyncAzureOpenAI clients, the same
 
     # -- litellm, loaded once per adaptor ------------------------------------------------------
 
@@ -135,10 +137,30 @@ class LitellmUpstream:
             f"{request.surface} API; use a channel that serves it"
         )
 
+    def _azure_client(self, api_base: str, key: str, version: str) -> Any:
+        cache_key = (api_base, key, version)
+        client = self._azure.get(cache_key)
+        if client is None:
+            import httpx
+            import openai
+
+            options: dict[str, Any] = {
+                "api_key": key,
+                "azure_endpoint": api_base,
+                "api_version": version,
+                "max_retries": 0,
+                "http_client": httpx.AsyncClient(follow_redirects=False),
+            }
+            client = openai.AsyncAzureOpenAI(**options)
+            self._azure[cache_key] = client
+        return client
+
     async def aclose(self) -> None:
-        """Close our HTTP handler and the clients litellm caches (those live in litellm)."""
+        """Close our HTTP clients and the ones litellm caches (those live in litellm)."""
         if self._http is not None:
             await self._http.close()
+        for client in self._azure.values():
+            await client.close()
         if self._litellm is not None:
             closer = getattr(self._litellm, "close_litellm_async_clients", None)
             if closer is not None:
@@ -168,6 +190,10 @@ class LitellmUpstream:
         )
         if provider in OWN_CLIENT:
             kwargs["client"] = self._http
+        elif provider == "azure" and endpoint.config.get("api_version"):
+            kwargs["client"] = self._azure_client(
+                kwargs["api_base"], endpoint.api_key or "", str(endpoint.config["api_version"])
+            )
         if endpoint.config.get("api_version") and provider != "gemini":
             kwargs["api_version"] = endpoint.config["api_version"]
         return kwargs

@@ -121,13 +121,18 @@ def test_fastgpt_push_does_not_follow_a_redirect(pair):
     assert pair.hits == []
 
 
-@pytest.mark.parametrize("channel_type", [14, 24])  # Anthropic, Gemini: litellm's own clients
+@pytest.mark.parametrize("channel_type", [3, 14, 24])  # Azure, Anthropic, Gemini (litellm)
 def test_litellm_channels_do_not_follow_a_redirect(gateway, pair, channel_type):
     """litellm's HTTP clients follow redirects by default (AsyncHTTPHandler's
     follow_redirects=True, litellm/llms/custom_httpx/http_handler.py): the gateway hands them a
     client that does not."""
     gateway.add_channel(
-        name="bouncer", type=channel_type, base_url=pair.redirector.url, key="k", models="m"
+        name="bouncer",
+        type=channel_type,
+        base_url=pair.redirector.url,
+        key="k",
+        models="m",
+        config={"api_version": "2024-10-21"},  # read by Azure only
     )
     client = gateway.openai(gateway.create_token())
     with pytest.raises(openai.APIStatusError) as err:
@@ -135,3 +140,33 @@ def test_litellm_channels_do_not_follow_a_redirect(gateway, pair, channel_type):
     assert err.value.status_code >= 400
     assert "SECRET" not in str(err.value.body)
     assert pair.hits == []
+
+
+def test_an_azure_channel_still_answers_through_its_own_client(gateway):
+    """The Azure client built for the channel (no redirects) speaks Azure's API as litellm's
+    would: deployment in the path, api-version in the query, the key in `api-key`."""
+    app = FastAPI()
+    seen: list[str] = []
+
+    @app.post("/openai/deployments/{deployment}/chat/completions")
+    async def chat(deployment: str, request: Request) -> Response:
+        seen.append(
+            f"{deployment} {request.query_params['api-version']} {request.headers['api-key']}"
+        )
+        return JSONResponse(COMPLETION)
+
+    with ServerThread(app) as azure:
+        gateway.add_channel(
+            name="azure",
+            type=3,
+            base_url=azure.url,
+            key="azure-key",
+            models="m",
+            config={"api_version": "2024-10-21"},
+        )
+        client = gateway.openai(gateway.create_token())
+        answer = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert answer.choices[0].message.content == "SECRET"
+    assert seen == ["m 2024-10-21 azure-key"]
