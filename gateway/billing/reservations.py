@@ -80,7 +80,8 @@ async def reserve(
     model: str,
 ) -> int | None:
     """Take `amount` from a limited token and record it, in one transaction; the reservation's
-    id, or None when the token has not enough quota (or is disabled).
+    id (0 when there was nothing to take), or None when the token has not enough quota (or is
+    disabled).
 
     The conditional UPDATE is the check: two concurrent reservations can never both see the same
     remaining quota (One API's check-then-decrement race)."""
@@ -98,6 +99,9 @@ async def reserve(
     if not taken.rowcount:
         await session.rollback()
         return None
+    if not amount:  # a free model: nothing in flight to keep
+        await session.commit()
+        return 0
     row = QuotaReservation(
         token_id=token_id, amount=amount, holder=holder, request_id=request_id, model=model
     )
