@@ -3,6 +3,7 @@ the benchmarks need (a channel to an upstream, an unlimited sk- token)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import tempfile
@@ -26,7 +27,10 @@ class Gateway:
         workers: int | None = None,
     ) -> None:
         """`workers=None`: bench/common/serve_gateway.py (one process, access log off);
-        `workers=N`: the real `modelport serve --workers N` with its defaults (access log on)."""
+        `workers=N`: the real `modelport serve --workers N` with its defaults (access log on).
+        The gateway code served is BENCH_GATEWAY_ROOT's when set (bench/gateway/ab_worktree.sh
+        points it at the base revision's worktree), this checkout's otherwise."""
+        code = os.environ.get("BENCH_GATEWAY_ROOT") or str(ROOT)
         self.home = tempfile.TemporaryDirectory(prefix="modelport-bench-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -48,7 +52,9 @@ class Gateway:
             cmd,
             name="gateway",
             cpus=cpus,
+            cwd=Path(code),
             env={
+                "PYTHONPATH": code,
                 "MODELPORT_HOME": self.home.name,
                 "MODELPORT_CONFIG": str(cfg),
                 "MODELPORT_ADMIN_TOKEN": self.admin_token,

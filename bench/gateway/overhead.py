@@ -14,6 +14,8 @@ Pinning (default, 2 cores): the gateway gets CPU 0 to itself (one worker process
 says); the upstream and the load generator share CPU 1, for both the direct and gateway runs.
 --profile samples the gateway with py-spy during a closed-loop non-streaming run and writes the
 top functions (results/profile_top.txt).
+--defaults serves with `modelport serve` as users run it (its access log on, uvicorn's and
+ours), instead of bench/common/serve_gateway.py (access log off); the issue 17 goal is stated so.
 """
 
 from __future__ import annotations
@@ -136,6 +138,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short runs (3 s per cell)")
     ap.add_argument("--no-pin", action="store_true", help="let the OS place every process")
     ap.add_argument("--profile", action="store_true", help="py-spy the gateway under load")
+    ap.add_argument(
+        "--defaults",
+        action="store_true",
+        help="`modelport serve` with its defaults (access log on) instead of serve_gateway.py",
+    )
     ap.add_argument("--conns", type=int, nargs="*", default=[50, 200])
     ap.add_argument(
         "--rate",
@@ -164,7 +171,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     profile_text = ""
-    with upstream, Gateway(cpus=gw_cpu) as gw:
+    with upstream, Gateway(cpus=gw_cpu, workers=1 if a.defaults else None) as gw:
         time.sleep(0.3)
         gw.add_channel("bench-upstream", f"http://127.0.0.1:{up_port}/v1", [MODEL])
         key = gw.create_token()
