@@ -12,11 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from gateway import __version__
 from gateway.admin_api import channels as admin_channels
@@ -37,7 +35,7 @@ from gateway.channels.routes import remote_entries
 from gateway.channels.service import ChannelService
 from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
 from gateway.deps import require_admin
-from gateway.errors import ModelportError, error_body
+from gateway.error_handlers import install_error_handlers
 from gateway.health import HealthChecks, liveness, readiness
 from gateway.limits import make_limiter
 from gateway.logging import configure_logging
@@ -65,17 +63,6 @@ from gateway.tokens.service import TokenService
 from gateway.upstreams.registry import build_upstreams
 
 log = logging.getLogger("modelport")
-
-STATUS_CODES = {
-    400: "invalid_request",
-    401: "invalid_api_key",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limit_exceeded",
-}
 
 
 # The routes that take file uploads (MODELPORT_MAX_UPLOAD_BYTES); every other route's body is
@@ -298,7 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def metrics_route() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(
         GatewayMiddleware,
         max_json=settings.max_body_bytes,
@@ -378,69 +365,3 @@ def _install_extensions(app: FastAPI) -> None:
                 raise
             continue
         mod.install(app)
-
-
-def _error_response(
-    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response:
-    if request.url.path.startswith("/api/"):
-        message = body["error"]["message"]
-        return JSONResponse(
-            {"success": False, "message": message, "data": None},
-            status_code=status,
-            headers=headers,
-        )
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ModelportError)
-    async def on_modelport_error(request: Request, exc: ModelportError) -> Response:
-        return _error_response(request, exc.status, exc.body(), exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
-        code = STATUS_CODES.get(exc.status_code, "error")
-        return _error_response(
-            request, exc.status_code, error_body(message, code=code), dict(exc.headers or {})
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        if first.get("type") == "json_invalid":
-            message = f"request body is not valid JSON: {first.get('msg', '')}"
-            param = None
-        else:
-            param = ".".join(loc) or None
-            where = f"{param}: " if param else ""
-            message = f"{where}{first.get('msg', 'invalid request')}"
-            if len(errors) > 1:
-                message += f" (and {len(errors) - 1} more problem(s))"
-        return _error_response(
-            request, 400, error_body(message, code="invalid_request", param=param)
-        )
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        rid = getattr(request.state, "request_id", "")
-        log.exception("unhandled error (request %s)", rid)
-        return _error_response(
-            request,
-            500,
-            error_body(
-                f"internal error (request id {rid}); the operator can find it in the logs",
-                type_="server_error",
-                code="internal_error",
-            ),
-            # uvicorn drops the connection after an unhandled error: say so, or a keep-alive
-            # client (a proxy) sends its next request into a reset
-            {"Connection": "close"},
-        )

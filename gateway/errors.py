@@ -1,4 +1,4 @@
-"""The exception tree and the OpenAI error body.
+"""The gateway's exception tree (the OpenAI body itself is modelport_wire.openai's).
 
     ModelportError                    -> {"error": {"message", "type", "param", "code"}}
     ├── InvalidRequest        400     invalid_request_error
@@ -14,43 +14,33 @@
     └── Unavailable           503     no_available_endpoint / service_unavailable
         └── ModelNotReady     503     model_loading / model_failed (a launched model not serving)
 
-Every message says what the caller can do about it. Handlers in gateway.app turn these, FastAPI's
-HTTPException and request-validation errors into the same body on /v1/*; the admin API wraps them
-in One API's envelope instead.
+The base is modelport_wire.errors.ModelportError (the engines' EngineError derives from it too).
+Every message says what the caller can do about it. gateway.error_handlers maps these, FastAPI's
+HTTPException and request-validation errors once per surface: the OpenAI body on /v1/*, One API's
+envelope on /api/*.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from modelport_wire.errors import ModelportError
 
-
-class ModelportError(Exception):
-    status: int = 500
-    type: str = "server_error"
-    code: str | None = "internal_error"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, type_=self.type, code=self.code, param=self.param)
+__all__ = [
+    "AuthenticationFailed",
+    "BodyTooLarge",
+    "InvalidRequest",
+    "ModelNotFound",
+    "ModelNotReady",
+    "ModelportError",
+    "NotFound",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RateLimited",
+    "Unavailable",
+    "UpstreamFailed",
+    "UpstreamTimeout",
+]
 
 
 class InvalidRequest(ModelportError):
@@ -128,22 +118,3 @@ class ModelNotReady(Unavailable):
     Never a 404: clients (FastGPT, SDKs) give up on "model not found", but retry a 503."""
 
     code = "model_loading"
-
-
-def error_body(
-    message: str,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    param: str | None = None,
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
-def error_bytes(message: str, **kw: Any) -> bytes:
-    return orjson.dumps(error_body(message, **kw))
-
-
-def sse_error_event(message: str, *, code: str = "upstream_error") -> bytes:
-    """The frame that ends a client stream when the upstream fails after the first byte."""
-    return b"data: " + error_bytes(message, type_="upstream_error", code=code) + b"\n\n"

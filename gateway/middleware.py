@@ -23,9 +23,10 @@ import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_body
+from gateway.error_handlers import on_surface
 from gateway.logging import ACCESS_LOGGER, REQUEST_FIELDS, access_line
 from gateway.metrics import Metrics
+from modelport_wire.openai import error_body
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -110,6 +111,7 @@ class GatewayMiddleware:
         ):
             await _reply(
                 send_with_id,
+                scope["path"],
                 431,
                 f"request headers too large (at most {self.max_headers} headers, "
                 f"{self.max_header_bytes} bytes in total)",
@@ -123,6 +125,7 @@ class GatewayMiddleware:
         if encoding not in (b"identity", b""):
             await _reply(
                 send_with_id,
+                scope["path"],
                 415,
                 "compressed request bodies are not accepted: send the body uncompressed",
                 "unsupported_content_encoding",
@@ -132,7 +135,7 @@ class GatewayMiddleware:
         limit = self.max_upload if path.startswith(self.upload_paths) else self.max_json
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _reply(send_with_id, 413, _too_large(limit), "request_too_large")
+            await _reply(send_with_id, path, 413, _too_large(limit), "request_too_large")
             return
         received = 0
         started = False
@@ -156,7 +159,7 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _reply(send_with_id, 413, _too_large(limit), "request_too_large")
+                await _reply(send_with_id, path, 413, _too_large(limit), "request_too_large")
 
 
 def _too_large(limit: int) -> str:
@@ -166,8 +169,8 @@ def _too_large(limit: int) -> str:
     )
 
 
-async def _reply(send: Send, status: int, message: str, code: str) -> None:
-    body = orjson.dumps(error_body(message, code=code))
+async def _reply(send: Send, path: str, status: int, message: str, code: str) -> None:
+    body = orjson.dumps(on_surface(path, error_body(message, code=code)))
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

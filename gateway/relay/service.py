@@ -41,6 +41,7 @@ from gateway.relay.bounds import reported_tokens
 from gateway.relay.dispatch import Dispatcher, Outcome
 from gateway.relay.streaming import RelayStream, StreamResult, relay_bytes, relay_events
 from gateway.upstreams.base import UpstreamRequest
+from modelport_wire import openai as wire
 
 log = logging.getLogger("modelport.relay")
 
@@ -312,7 +313,7 @@ class RelayService:
 
         assert o.response.stream is not None and o.first_chunk is not None
         result = StreamResult()
-        media_type = "text/event-stream"
+        media_type = wire.MEDIA_TYPE
         if req.raw_stream:  # audio bytes: forwarded as they come, under the upstream's type
             media_type = _header(o.response.headers, "content-type", "application/octet-stream")
             events = relay_bytes(
@@ -340,7 +341,7 @@ class RelayService:
             upstream_close=o.response.close,
             tasks=self._cleanups,
             media_type=media_type,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=dict(wire.HEADERS),
         )
 
     def _record(

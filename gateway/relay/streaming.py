@@ -24,10 +24,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.billing.tokenizer import count_text
-from gateway.errors import sse_error_event
 from gateway.limits.base import await_release
 from gateway.relay.bounds import reported_tokens
 from gateway.upstreams.base import UpstreamUnavailable
+from modelport_wire.openai import error_frame
 
 DONE = b"[DONE]"
 
@@ -145,9 +145,10 @@ async def relay_events(
                 yield out
             if max_bytes and result.bytes_sent > max_bytes:
                 result.error = f"upstream stream exceeded {max_bytes} bytes"
-                yield sse_error_event(
+                yield error_frame(
                     f"the upstream sent more than {max_bytes} bytes (the gateway's response "
                     "limit, MODELPORT_MAX_RESPONSE_BYTES); the stream was cut",
+                    type="upstream_error",
                     code="response_too_large",
                 )
                 return
@@ -157,15 +158,17 @@ async def relay_events(
             yield out
         if not result.done:
             result.error = "upstream stream ended before [DONE]"
-            yield sse_error_event(
+            yield error_frame(
                 "the upstream ended the stream early; the answer is incomplete, retry the request",
+                type="upstream_error",
                 code="stream_interrupted",
             )
     except UpstreamUnavailable as exc:
         result.error = f"stream interrupted: {exc}"
-        yield sse_error_event(
+        yield error_frame(
             f"the upstream failed mid-stream ({exc.reason}); the answer is incomplete, retry "
             "the request",
+            type="upstream_error",
             code="stream_interrupted",
         )
     finally:

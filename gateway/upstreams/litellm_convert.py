@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from modelport_wire import openai as wire
+
 # litellm control kwargs that are not in its all_litellm_params list, or too dangerous to rely on
 # that list (which changes between releases) to contain.
 _BLOCKED_PARAMS = frozenset(
@@ -82,17 +84,6 @@ _USAGE_KEYS = (
     "completion_tokens_details",
 )
 
-# status -> (OpenAI error type, code)
-_ERROR_KINDS: dict[int, tuple[str, str]] = {
-    400: ("invalid_request_error", "invalid_request"),
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", "permission_denied"),
-    404: ("invalid_request_error", "not_found"),
-    408: ("upstream_error", "upstream_timeout"),
-    413: ("invalid_request_error", "request_too_large"),
-    422: ("invalid_request_error", "invalid_request"),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-}
 _LITELLM_NOISE = ("\nTraceback (most recent call last)", "This looks like a bug in LiteLLM")
 MAX_MESSAGE = 2000
 _LITELLM_PREFIX = re.compile(r"^litellm\.\w+:\s*(?:\w+(?:Exception|Error)\s*-\s*)?")
@@ -216,13 +207,6 @@ def usage_chunk(head: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
     return {**out, "choices": [], "usage": usage}
 
 
-def sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
-
-
 def embeddings_dict(dumped: dict[str, Any], model: str, encoding_format: str | None) -> dict:
     """An OpenAI embeddings list; base64 (little-endian float32, as OpenAI sends) on request —
     the official openai client asks for base64 by default."""
@@ -271,8 +255,12 @@ def error_status(status: int | None, message: str) -> int:
 
 
 def error_json(status: int, message: str, provider: str) -> bytes:
-    type_, code = _ERROR_KINDS.get(status, ("upstream_error", "upstream_error"))
-    if status >= 500:
+    """The provider's error in OpenAI's body; its 5xx and 408 are the upstream's failure."""
+    if status == 408:
+        type_, code = "upstream_error", "upstream_timeout"
+    elif status >= 500:
+        type_ = "upstream_error"
         code = "upstream_unavailable" if status == 503 else "upstream_error"
-    error = {"message": f"{provider}: {message}", "type": type_, "param": None, "code": code}
-    return orjson.dumps({"error": error})
+    else:
+        type_, code = wire.STATUS_KINDS.get(status, ("upstream_error", "upstream_error"))
+    return wire.error_bytes(f"{provider}: {message}", type=type_, code=code)

@@ -45,12 +45,13 @@ from gateway.upstreams.base import (
     UpstreamTimedOut,
     UpstreamUnavailable,
 )
+from modelport_wire import openai as wire
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 JSON_HEADERS = {"content-type": "application/json"}
-SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+SSE_HEADERS = {"content-type": wire.MEDIA_TYPE, "cache-control": "no-cache"}
 
 # Providers litellm has no embeddings route for; others are tried and their error mapped.
 NO_EMBEDDINGS = frozenset({"anthropic"})
@@ -270,7 +271,7 @@ class LitellmUpstream:
                 usage = chunk_usage or usage
                 if frame is not None:
                     head = frame
-                    yield convert.sse(frame)
+                    yield wire.frame_json(frame)
                 try:
                     async with asyncio.timeout(idle):
                         chunk = await _next_or_none(stream)
@@ -284,8 +285,8 @@ class LitellmUpstream:
         finally:
             await _closer(stream)()
         if usage is not None:
-            yield convert.sse(convert.usage_chunk(head, usage))
-        yield convert.SSE_DONE
+            yield wire.frame_json(convert.usage_chunk(head, usage))
+        yield wire.DONE
 
     def _error_response(
         self, exc: BaseException, endpoint: Endpoint, provider: str
@@ -362,20 +363,10 @@ def _retry_after(exc: BaseException) -> str | None:
 
 
 def _unsupported(message: str) -> UpstreamResponse:
-    error = {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": None,
-        "code": "unsupported_surface",
-    }
-    return UpstreamResponse(400, dict(JSON_HEADERS), body=orjson.dumps({"error": error}))
+    body = wire.error_bytes(message, code="unsupported_surface")
+    return UpstreamResponse(400, dict(JSON_HEADERS), body=body)
 
 
 def _bad_request(message: str) -> UpstreamResponse:
-    error = {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": None,
-        "code": "invalid_request",
-    }
-    return UpstreamResponse(400, dict(JSON_HEADERS), body=orjson.dumps({"error": error}))
+    body = wire.error_bytes(message, code="invalid_request")
+    return UpstreamResponse(400, dict(JSON_HEADERS), body=body)

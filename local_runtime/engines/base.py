@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from local_runtime.spec import ResolvedSpec
+from modelport_wire.errors import ModelportError
+from modelport_wire.openai import status_type
 
 # Operations a worker can expose; each maps to one method below and one /v1 route.
 CHAT = "chat"  # /v1/chat/completions
@@ -32,14 +34,15 @@ IMAGES = "images"  # /v1/images/generations
 SPEECH = "speech"  # /v1/audio/speech (text to speech)
 
 
-class EngineError(Exception):
-    """A request the engine cannot serve; `status` and `code` reach the client in OpenAI shape."""
+class EngineError(ModelportError):
+    """A request the engine cannot serve; `status` and `code` reach the client in OpenAI shape,
+    with the `type` OpenAI gives that status."""
+
+    code: str
 
     def __init__(self, message: str, *, status: int = 400, code: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
+        super().__init__(message, status=status, code=code)
+        self.type = status_type(status)
 
 
 def with_openai_chat_fields(result: dict[str, Any]) -> dict[str, Any]:

@@ -47,12 +47,12 @@ from typing import Any, ClassVar
 
 import orjson
 
-from local_runtime import sse
 from local_runtime.batching import Overloaded
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.engines.toolcalls import ToolRequest, read_tools
 from local_runtime.spec import FORMAT_ALIASES, ResolvedSpec
+from modelport_wire import openai as wire
 
 _DEFAULT_CTX = 4096
 _MAX_DEFAULT_CTX = 32768
@@ -352,15 +352,15 @@ class LlamaCppEngine(Engine):
             while chunk is not None:
                 if isinstance(chunk, EngineError):
                     for held in forced.flush() if forced else ():
-                        yield sse.frame(held)
-                    yield sse.error_frame(chunk.message, code=chunk.code)
+                        yield wire.frame(held)
+                    yield wire.error_frame(chunk.message, code=chunk.code)
                 elif forced is None:
-                    yield sse.frame(chunk)
+                    yield wire.frame(chunk)
                 else:
                     for out in forced.chunk(chunk):
-                        yield sse.frame(out)
+                        yield wire.frame(out)
                 chunk = await queue.get()
-            yield sse.DONE
+            yield wire.DONE
         finally:
             stop.set()  # the client went away (or we finished): let llama.cpp free the slot
             self._inflight -= 1

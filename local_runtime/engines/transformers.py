@@ -47,7 +47,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from local_runtime import sse
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.engines.toolcalls import (
@@ -62,6 +61,7 @@ from local_runtime.engines.transformers_batch import Done, Failed, Scheduler, Ti
 from local_runtime.engines.transformers_sampling import parse_sampling
 from local_runtime.engines.transformers_text import Reply, chat_messages, usage
 from local_runtime.spec import ResolvedSpec
+from modelport_wire import openai as wire
 
 if TYPE_CHECKING:
     import torch
@@ -313,14 +313,14 @@ class TransformersEngine(Engine):
             nonlocal calls
             for piece in pieces:
                 if isinstance(piece, str):
-                    yield sse.frame_json(reply.chunk(piece, None))
+                    yield wire.frame_json(reply.chunk(piece, None))
                     continue
                 for delta in piece.deltas(calls):
-                    yield sse.frame_json(reply.chunk(None, None, tool_call=delta))
+                    yield wire.frame_json(reply.chunk(None, None, tool_call=delta))
                 calls += 1
 
         try:
-            yield sse.frame_json(reply.chunk("" if reply.chat else None, None, first=True))
+            yield wire.frame_json(reply.chunk("" if reply.chat else None, None, first=True))
             if parser and opening:
                 for frame in frames(parser.feed(opening)):
                     yield frame
@@ -331,12 +331,12 @@ class TransformersEngine(Engine):
                 for frame in frames(parser.finish()):
                     yield frame
             if isinstance(event, Failed):
-                yield sse.error_frame(event.message, code="generation_failed")
+                yield wire.error_frame(event.message, code="generation_failed")
                 return
-            yield sse.frame_json(reply.chunk(None, "tool_calls" if calls else event.finish_reason))
+            yield wire.frame_json(reply.chunk(None, "tool_calls" if calls else event.finish_reason))
             if include_usage:
-                yield sse.frame_json(reply.usage_chunk(self._usage(ticket, event)))
-            yield sse.DONE
+                yield wire.frame_json(reply.usage_chunk(self._usage(ticket, event)))
+            yield wire.DONE
         finally:
             if not ticket.released.is_set():  # the client left: the row goes at the next step
                 scheduler.cancel(ticket)

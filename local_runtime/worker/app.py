@@ -27,7 +27,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.relay.images import links
-from local_runtime import sse
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.spec import ResolvedSpec
@@ -36,6 +35,7 @@ from local_runtime.worker.auth import WORKER_SECRET_ENV, RequireSecret
 from local_runtime.worker.discovery import find_engine_class, import_engine_class
 from local_runtime.worker.errors import error_response, parse_json_body
 from local_runtime.worker.fronts import FrontPool, check_engine
+from modelport_wire import openai as wire
 
 log = logging.getLogger("modelport.worker")
 
@@ -233,7 +233,7 @@ def _respond(state: WorkerState, result: Any) -> Response:
         finally:
             state.inflight -= 1
 
-    return StreamingResponse(counted(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return StreamingResponse(counted(), media_type=wire.MEDIA_TYPE, headers=wire.HEADERS)
 
 
 async def _guarded(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.cluster.secret import WORKER_SECRET_ENV
-from local_runtime.worker.errors import error_body
+from local_runtime.worker.errors import error_json
 
 __all__ = ["WORKER_SECRET_ENV", "RequireSecret"]
 
@@ -31,9 +30,7 @@ class RequireSecret:
     def __init__(self, app: ASGIApp, secret: str) -> None:
         self.app = app
         self._expected = b"Bearer " + secret.encode()
-        body = error_body(_MESSAGE, status=401, code="invalid_worker_key")
-        body["error"]["type"] = "authentication_error"
-        self._refusal = orjson.dumps(body)
+        self._refusal = error_json(401, _MESSAGE, code="invalid_worker_key")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._allowed(scope):

@@ -1,7 +1,7 @@
-"""The OpenAI error body the worker answers with, whatever went wrong.
+"""The worker's error responses, whatever went wrong.
 
-`{"error": {"message", "type", "param", "code"}}` is what OpenAI clients parse; the gateway relays
-it unchanged, so a client sees the same error whether it talks to a worker or through the gateway.
+The body is OpenAI's (modelport_wire.openai), typed by status; the gateway relays it unchanged, so a
+client sees the same error whether it talks to a worker or through the gateway.
 """
 
 from __future__ import annotations
@@ -12,35 +12,13 @@ import orjson
 from starlette.responses import Response
 
 from local_runtime.engines.base import EngineError
-
-# Statuses that tell the client to come back: overloaded, or not ready yet.
-RETRY_AFTER = frozenset({429, 503})
-
-# OpenAI's `type` for each status we produce.
-_TYPES = {
-    400: "invalid_request_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    503: "service_unavailable",
-}
+from modelport_wire.openai import RETRY_AFTER, error_bytes, status_type
 
 
-def error_body(
-    message: str, *, status: int = 400, code: str | int | None = None, param: str | None = None
-) -> dict[str, dict[str, object]]:
-    return {
-        "error": {
-            "message": message,
-            "type": _TYPES.get(
-                status, "server_error" if status >= 500 else "invalid_request_error"
-            ),
-            "param": param,
-            "code": code,
-        }
-    }
+def error_json(
+    status: int, message: str, *, code: str | int | None = None, param: str | None = None
+) -> bytes:
+    return error_bytes(message, type=status_type(status), code=code, param=param)
 
 
 def error_response(
@@ -48,7 +26,7 @@ def error_response(
 ) -> Response:
     headers = {"Retry-After": "1"} if status in RETRY_AFTER else None
     return Response(
-        orjson.dumps(error_body(message, status=status, code=code, param=param)),
+        error_json(status, message, code=code, param=param),
         status_code=status,
         media_type="application/json",
         headers=headers,

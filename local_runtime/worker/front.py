@@ -34,7 +34,8 @@ from local_runtime.engines.sentence_transformers import (
 )
 from local_runtime.worker import ipc
 from local_runtime.worker.auth import WORKER_SECRET_ENV, RequireSecret
-from local_runtime.worker.errors import RETRY_AFTER, error_body, parse_json_body
+from local_runtime.worker.errors import error_json, parse_json_body
+from modelport_wire.openai import RETRY_AFTER
 
 log = logging.getLogger("modelport.worker.front")
 
@@ -225,7 +226,7 @@ class FrontApp:
 
     async def error(self, send: Send, status: int, message: str, code: str | int | None) -> None:
         """The OpenAI error shape, with Retry-After where the single-process worker sends it."""
-        body = orjson.dumps(error_body(message, status=status, code=code))
+        body = error_json(status, message, code=code)
         extra = ((b"retry-after", b"1"),) if status in RETRY_AFTER else ()
         await self.respond(send, status, body, extra)
 

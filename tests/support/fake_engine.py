@@ -31,9 +31,9 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from local_runtime import sse
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
+from modelport_wire import openai as wire
 
 _BY_TYPE = {
     "llm": frozenset({base.CHAT, base.COMPLETIONS}),
@@ -197,19 +197,19 @@ class FakeEngine(Engine):
             return {"index": 0, "text": piece or "", "finish_reason": reason}
 
         if chat:
-            yield sse.frame_json(
+            yield wire.frame_json(
                 {**head, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
             )
         for i, word in enumerate(words):
             if self.token_delay_s:
                 await asyncio.sleep(self.token_delay_s)
-            yield sse.frame_json(
+            yield wire.frame_json(
                 {**head, "choices": [choice(word if i == 0 else " " + word, None)]}
             )
-        yield sse.frame_json({**head, "choices": [choice(None, finish)]})
+        yield wire.frame_json({**head, "choices": [choice(None, finish)]})
         if include_usage:
-            yield sse.frame_json({**head, "choices": [], "usage": usage})
-        yield sse.DONE
+            yield wire.frame_json({**head, "choices": [], "usage": usage})
+        yield wire.DONE
 
     # --- encoders --------------------------------------------------------------------------
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:

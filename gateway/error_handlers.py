@@ -1,0 +1,79 @@
+"""Where the gateway maps errors to bodies, once per surface.
+
+Every error raised while serving a request (the ModelportError tree, FastAPI's HTTPException and
+request-validation errors, anything unexpected) reaches one handler here and leaves in the shape
+of the surface it hit: the OpenAI error body (modelport_wire.openai) on /v1/* and every other
+path, One API's `{"success": false, "message", "data": null}` on /api/* (gateway.admin_api.envelope).
+Xinference's routes answer `{"detail"}` themselves (gateway.runtime_host.api).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from gateway.admin_api.envelope import fail
+from modelport_wire.errors import ModelportError
+from modelport_wire.openai import error_body, status_code
+
+log = logging.getLogger("modelport")
+
+
+def on_surface(path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI error body in the shape of the surface `path` belongs to."""
+    if path.startswith("/api/"):
+        return fail(body["error"]["message"])
+    return body
+
+
+def respond(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(on_surface(request.url.path, body), status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelportError)
+    async def on_modelport_error(request: Request, exc: ModelportError) -> Response:
+        return respond(request, exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        body = error_body(message, code=status_code(exc.status_code))
+        return respond(request, exc.status_code, body, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        if first.get("type") == "json_invalid":
+            message = f"request body is not valid JSON: {first.get('msg', '')}"
+            param = None
+        else:
+            param = ".".join(loc) or None
+            where = f"{param}: " if param else ""
+            message = f"{where}{first.get('msg', 'invalid request')}"
+            if len(errors) > 1:
+                message += f" (and {len(errors) - 1} more problem(s))"
+        return respond(request, 400, error_body(message, code="invalid_request", param=param))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        rid = getattr(request.state, "request_id", "")
+        log.exception("unhandled error (request %s)", rid)
+        message = f"internal error (request id {rid}); the operator can find it in the logs"
+        body = error_body(message, type="server_error", code="internal_error")
+        # uvicorn drops the connection after an unhandled error: say so, or a keep-alive
+        # client (a proxy) sends its next request into a reset
+        return respond(request, 500, body, {"Connection": "close"})
