@@ -3,7 +3,7 @@
     python scripts/catalog_table.py            # rewrite docs/catalog.md
     python scripts/catalog_table.py --check    # exit 1 if docs/catalog.md is out of date
 
-tests/local_runtime/test_catalog_docs.py runs the check, so the table cannot drift from the YAML.
+tests/local_runtime/catalog/test_catalog_docs.py runs the check, so the table cannot drift from the YAML.
 """
 
 from __future__ import annotations

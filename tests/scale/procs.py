@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN_TOKEN
+from tests.support import polling
 from tests.support.servers import free_port
 
 MODELPORT = str(Path(sys.executable).parent / "modelport")
@@ -26,17 +26,8 @@ SECRET = "scale-test-secret-key-0123456789abcdef"
 
 
 def wait_for(check: Callable[[], Any], what: str, limit_s: float = 60.0) -> Any:
-    """Poll until `check()` is truthy; a bound for a slow machine, not a timing assertion."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """tests.support.polling.wait_for, where a replica still starting (HTTP errors) is not yet."""
+    return polling.wait_for(check, what, limit_s, ignore=(httpx.HTTPError,))
 
 
 class Proc:

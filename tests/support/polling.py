@@ -13,13 +13,24 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], what: str, limit_s: float = 60.0, every_s: float = 0.05) -> T:
-    """Poll until `check()` is truthy and return it; AssertionError naming `what` past the bound."""
+def wait_for(
+    check: Callable[[], T],
+    what: str,
+    limit_s: float = 60.0,
+    every_s: float = 0.05,
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Poll until `check()` is truthy and return it; AssertionError naming `what` past the bound.
+    Exceptions in `ignore` (a server still starting: connection refused) count as not yet."""
     deadline = time.monotonic() + limit_s
     while True:
-        value = check()
-        if value:
-            return value
+        try:
+            value = check()
+        except ignore:
+            pass
+        else:
+            if value:
+                return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {limit_s:g} s waiting for {what}")
         time.sleep(every_s)

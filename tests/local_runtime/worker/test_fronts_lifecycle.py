@@ -8,7 +8,6 @@ import concurrent.futures
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,15 @@ import openai
 import pytest
 
 from tests.local_runtime.worker.minilm import SENTENCES, minilm_spec
+from tests.support import polling
 from tests.support.worker import WorkerProcess, spec_dict
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for(check: Callable[[], Any], what: str, limit_s: float = 120.0) -> Any:
-    """Poll until `check()` is truthy; a bound for a slow machine, not a timing assertion."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(check: Callable[[], Any], what: str) -> Any:
+    """tests.support.polling.wait_for with room for a model load on a loaded machine."""
+    return polling.wait_for(check, what, limit_s=120.0)
 
 
 def alive(pid: int) -> bool:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from local_runtime.api import launch_spec_from_xinference
 from local_runtime.catalog import BUILTIN_CATALOG_DIR, Catalog
 from local_runtime.catalog.xinference import family_from_xinference
+from local_runtime.launch_params import launch_spec_from_xinference
 from local_runtime.resolve import LaunchPlan, launch_plan
 
 
