@@ -35,7 +35,7 @@ from gateway.channels.routes import remote_entries
 from gateway.channels.service import ChannelService
 from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
 from gateway.deps import require_admin
-from gateway.error_handlers import install_error_handlers
+from gateway.error_handlers import OPENAI_ERROR_RESPONSES, install_error_handlers
 from gateway.health import HealthChecks, liveness, readiness
 from gateway.limits import make_limiter
 from gateway.logging import configure_logging
@@ -239,7 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
 
-    v1 = APIRouter(prefix="/v1")
+    v1 = APIRouter(prefix="/v1", responses=OPENAI_ERROR_RESPONSES)
     for r in (
         chat_router,
         completions_router,

@@ -19,9 +19,27 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.admin_api.envelope import fail
 from modelport_wire.errors import ModelportError
-from modelport_wire.openai import error_body, status_code
+from modelport_wire.openai import ErrorResponse, error_body, status_code
 
 log = logging.getLogger("modelport")
+
+# The errors every /v1 route can answer, declared in /openapi.json so that generated clients
+# know the body (components.schemas.ErrorResponse, OpenAI's own name for it).
+OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid request: bad JSON, a missing or mistyped field (`param` names it)"),
+        (401, "Missing or invalid API key"),
+        (403, "The key may not use this model, or comes from a refused address"),
+        (404, "Unknown model (the message lists the models the key can use)"),
+        (413, "Request body too large"),
+        (429, "Rate limit or quota exceeded (see Retry-After)"),
+        (500, "Internal error (the message carries the request id)"),
+        (502, "Every upstream endpoint tried failed"),
+        (503, "No endpoint available, or the model is still loading (see Retry-After)"),
+        (504, "The upstream did not answer in time"),
+    )
+}
 
 
 def on_surface(path: str, body: dict[str, Any]) -> dict[str, Any]:
