@@ -97,6 +97,18 @@ def test_many_clients_each_get_their_own_vector_through_both_fronts(single, fron
     assert all(after[i] > before[i] for i in (0, 1))
 
 
+def test_health_says_where_the_model_threads_time_went(fronted):
+    """The batcher's counters that bench/runtime/embeddings.py reads for its profile columns."""
+    post(fronted, "/v1/embeddings", json={"input": SENTENCES[:3]})
+    health = fronted.health()
+    assert health is not None
+    batching = health["batching"]
+    assert batching["items_run"] >= 3 and batching["batches_run"] >= 1
+    assert batching["busy_s"] > 0 and batching["busy_cpu_s"] > 0
+    assert batching["held_s"] >= 0
+    assert batching["batches_in_model"] == 0 and batching["queue_depth"] == 0  # idle now
+
+
 def test_health_and_other_routes_come_from_the_model_process(single, fronted):
     r = httpx.get(f"{fronted.base_url}/health")
     assert r.status_code == 200 and "x-modelport-front" in r.headers
