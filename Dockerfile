@@ -33,6 +33,7 @@ COPY config ./config
 COPY gateway ./gateway
 COPY local_runtime ./local_runtime
 COPY admin_ui ./admin_ui
+COPY modelport_wire ./modelport_wire
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------- the image

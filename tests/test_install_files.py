@@ -46,6 +46,7 @@ IMAGE_NEEDS = (
     "gateway",
     "local_runtime",
     "admin_ui",
+    "modelport_wire",
     "config",
     "requirements",
 )
@@ -437,7 +438,7 @@ def test_every_module_level_import_is_a_declared_dependency():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {Requirement(r).name.lower().replace("_", "-") for r in meta["dependencies"]}
     providers = packages_distributions()
-    ours = {"gateway", "local_runtime", "admin_ui"}
+    ours = {"gateway", "local_runtime", "admin_ui", "modelport_wire"}
     missing: dict[str, set[str]] = {}
     for pkg in ours:
         for path in (ROOT / pkg).rglob("*.py"):
