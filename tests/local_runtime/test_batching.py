@@ -240,4 +240,6 @@ async def test_close_fails_the_computing_and_the_waiting_batch():
         with pytest.raises(EngineError) as info:
             await asyncio.wait_for(request, 60)
         assert info.value.status == 503
+    assert batcher._executor is not None
+    await asyncio.to_thread(batcher._executor.shutdown, True)  # the model thread has finished
     assert fn.batches == [[1]]  # the waiting batch never ran
