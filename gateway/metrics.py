@@ -5,6 +5,9 @@ The relay reports each finished request once (`observe_relay`); gauges that desc
 (circuit per endpoint, usage backlog, limiter slots, open streams) are read at scrape time by a
 collector, so keeping them costs nothing on the hot path. Other parts (the local runtime) add
 their own with `register_gauge(name, help, callback, labels)`.
+
+The relay's children (one per label combination) are looked up once and kept: prometheus_client's
+`labels()` validates and locks on every call, five times per request.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -102,6 +106,14 @@ class Metrics:
         )
         self._state = _StateCollector()
         r.register(self._state)
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def register_gauge(
         self,
@@ -127,16 +139,21 @@ class Metrics:
         stream: bool,
         failed: bool,
     ) -> None:
-        self.requests.labels(surface, model, channel, str(status)).inc()
+        child = self._child
+        child(self.requests, surface, model, channel, str(status)).inc()
         if failed:
-            self.errors.labels(surface, model, channel).inc()
-        self.latency.labels(surface, model, channel).observe(seconds)
+            child(self.errors, surface, model, channel).inc()
+        child(self.latency, surface, model, channel).observe(seconds)
         if stream and status < 400:
-            self.ttft.labels(model, channel).observe(ttfb)
+            child(self.ttft, model, channel).observe(ttfb)
         if prompt:
-            self.tokens.labels(model, channel, "prompt").inc(prompt)
+            child(self.tokens, model, channel, "prompt").inc(prompt)
         if completion:
-            self.tokens.labels(model, channel, "completion").inc(completion)
+            child(self.tokens, model, channel, "completion").inc(completion)
+
+    def count_http(self, method: str, status: int) -> None:
+        """Every HTTP request, relayed or not (the middleware's count)."""
+        self._child(self.http, method, str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

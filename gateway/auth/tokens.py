@@ -95,7 +95,9 @@ class TokenAuthenticator:
         admin = self._admin_hash()
         if admin and same_digest(digest, admin):
             return ADMIN_CALLER
-        digest = hash_key(canonical_key(key))
+        canonical = canonical_key(key)
+        if canonical != key:  # a key sent without its sk- prefix: hashed as stored
+            digest = hash_key(canonical)
         entry = self._cache.get(digest)
         now = self.clock()
         if entry is not None and entry.caller is not None and now - entry.fetched <= self._ttl:

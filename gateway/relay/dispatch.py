@@ -148,7 +148,11 @@ class Dispatcher:
         self.on_disable(ep, reason)
         return True
 
-    async def dispatch(self, request: UpstreamRequest, group: str, allowed: set[str]) -> Outcome:
+    async def dispatch(
+        self, request: UpstreamRequest, group: str, allowed: Callable[[], set[str]]
+    ) -> Outcome:
+        """`allowed` (the models the caller may use) is asked only to word a 404: building that
+        set on every request cost more than routing it."""
         endpoints, parked = self.candidates(group, request.model)
         if not endpoints:
             if parked:
@@ -161,7 +165,7 @@ class Dispatcher:
                 )
             if self.not_ready is not None and (exc := self.not_ready(request.model)) is not None:
                 raise exc
-            raise ModelNotFound(_unknown_model_message(request.model, allowed), param="model")
+            raise ModelNotFound(_unknown_model_message(request.model, allowed()), param="model")
         errors: list[str] = []  # with channel names and addresses: log and usage row only
         reasons: list[str] = []  # the same, naming nothing: for the caller
         last: UpstreamResponse | None = None

@@ -184,7 +184,7 @@ class RelayService:
                 if call.prepare is not None:
                     await call.prepare()
                 outcome = await self.dispatcher.dispatch(
-                    req, caller.group, self.allowed_models(caller)
+                    req, caller.group, lambda: self.allowed_models(caller)
                 )
             except ModelportError as exc:
                 self._record(

@@ -50,6 +50,7 @@ class OpenAICompatUpstream:
         self.max_response_bytes = max_response_bytes
         self.allow = Allow.of(())  # MODELPORT_UPSTREAM_ALLOW, set by create_app
         self._checked: set[str] = set()
+        self._timeouts: dict[tuple[float | None, float], aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -113,9 +114,7 @@ class OpenAICompatUpstream:
         data, headers = self._payload(request, endpoint)
         url = endpoint.base_url + SURFACE_PATHS[request.surface]
         t = endpoint.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=None if request.stream else t.total, sock_connect=t.connect, connect=t.connect
-        )
+        timeout = self._timeout(None if request.stream else t.total, t.connect)
         try:
             async with asyncio.timeout(t.first_byte):
                 resp = await self._client().post(
@@ -145,6 +144,16 @@ class OpenAICompatUpstream:
         finally:
             resp.release()
         return UpstreamResponse(status=resp.status, headers=out_headers, body=body)
+
+    def _timeout(self, total: float | None, connect: float) -> aiohttp.ClientTimeout:
+        """ClientTimeout is immutable: one per distinct setting, not one per request."""
+        key = (total, connect)
+        found = self._timeouts.get(key)
+        if found is None:
+            found = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=total, sock_connect=connect, connect=connect
+            )
+        return found
 
     async def _read_body(self, resp: aiohttp.ClientResponse, total: float) -> bytes:
         chunks: list[bytes] = []
