@@ -205,7 +205,7 @@ def runtime_rows(quick: bool) -> list[dict[str, Any]]:
     rows the issue's goals are about."""
     out: list[dict[str, Any]] = []
     for script, keep in (
-        ("embeddings", lambda r: r.get("clients") in (32, "-")),
+        ("embeddings", lambda r: r.get("clients") in (32, 256, "-")),
         ("chat", lambda r: r.get("streams") in (1, 4)),
     ):
         cmd = python_cmd(str(ROOT / "bench" / "runtime" / f"{script}.py"))
