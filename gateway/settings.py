@@ -153,7 +153,6 @@ class Settings(BaseSettings):
     node_ttl_s: float = Field(default=3.0, gt=0)  # a node silent this long is out of routing
     # shared by gateways and nodes; node workers refuse calls without it (gateway.cluster.secret)
     cluster_secret: SecretStr | None = None
-
     node_heartbeat_max_bytes: int = Field(default=128 * 1024, ge=1024)  # a bigger heartbeat: 413
     node_max_workers: int = Field(default=256, ge=1)  # workers one heartbeat may list; more: 400
     # namespace of every Redis key and pub/sub channel (installations may share one Redis);
@@ -163,6 +162,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)  # PostgreSQL connections per process
     db_max_overflow: int = Field(default=5, ge=0)  # extra connections under bursts, per process
     db_pool_timeout_s: float = Field(default=10.0, gt=0)  # wait for a connection, then 503
+
     @classmethod
     def settings_customise_sources(
         cls,
