@@ -48,7 +48,6 @@ from gateway.relay.completions.router import router as completions_router
 from gateway.relay.dispatch import Dispatcher
 from gateway.relay.embeddings.router import router as embeddings_router
 from gateway.relay.images import files as image_files
-from gateway.relay.images import links as image_links
 from gateway.relay.images.files import ImageLinks
 from gateway.relay.images.router import router as images_router
 from gateway.relay.models.router import router as models_router
@@ -61,6 +60,7 @@ from gateway.security.ssrf import Allow, safe_fetch
 from gateway.settings import Settings
 from gateway.tokens.service import TokenService
 from gateway.upstreams.registry import build_upstreams
+from local_runtime import image_links
 
 log = logging.getLogger("modelport")
 
@@ -353,7 +353,7 @@ def _install_extensions(app: FastAPI) -> None:
     import importlib
 
     for module in (
-        "local_runtime.integration",
+        "gateway.runtime_host.integration",
         "admin_ui.integration",
         "gateway.export.integration",
         "gateway.cluster.integration",  # last: wraps what the others installed

@@ -396,6 +396,9 @@ def _register_plugins() -> None:
             raise
         return
     mod.register(app, AdminClient, UrlOpt, AdminOpt, DEFAULT_URL)
+    from gateway.runtime_host import cli as node_cli
+
+    node_cli.register(app)
 
 
 _register_plugins()

@@ -9,7 +9,8 @@ key (`MODELPORT_FILES_KEY`), never the secret that encrypts channel keys.
 
 Expired links answer 410 and their files are deleted, by the request that finds them and by a
 sweep of the folder (`gateway.relay.images.files`), so disk use is bounded by what one TTL of
-traffic writes. This module is stdlib only: the worker process imports it to sign.
+traffic writes. It lives with the runtime, stdlib only, because the worker signs with it; the gateway
+checks and sweeps with the same module (the arrow is gateway -> runtime).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   One API's SYNC_FREQUENCY poll.
 - `nodes`: the registry of GPU nodes (`modelport node`) and of the host's runtime process; their
   workers are endpoints of the route table in every process, and drop out when heartbeats stop.
-- `runtime_lock`: with `uvicorn --workers N`, one process per host runs the local runtime.
+- one process per host runs the local runtime under `uvicorn --workers N`: gateway.runtime_host.host.
 - `api`: /api/nodes (heartbeats with a node token; admin views and node launches).
 - `heartbeat`: signed heartbeats (time, body hash, replay guard) and worker address checks.
 - `launch`: placing a model on a GPU node, for /api/nodes/models and Xinference's /v1/models.

@@ -22,12 +22,12 @@ from gateway.cluster import secret
 from gateway.cluster.api import router
 from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.heartbeat import ReplayGuard
-from gateway.cluster.host_runtime import HostRuntime
 from gateway.cluster.namespace import namespace
 from gateway.cluster.nodes import NodeRegistry, NodeStore
 from gateway.cluster.pubsub import ClusterBus
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.model_info import ServedModel
+from gateway.runtime_host.host import HostRuntime
 from gateway.upstreams.base import Endpoint
 
 

@@ -2,7 +2,8 @@
 
 Every worker (a loopback worker under `modelport serve` as much as a GPU node's) is started with
 its own key in MODELPORT_WORKER_SECRET and answers only requests that carry `Authorization:
-Bearer <key>`. The key is never chosen freely: it is `worker_key(root, node, key_id)`, an HMAC of
+Bearer <key>`. The key is never chosen freely: it is `worker_key(root, node, key_id)` (derived in
+local_runtime.keys, which both halves use), an HMAC of
 a random per-launch `key_id` under a root that only the gateways and the worker's supervisor hold:
 
 - a GPU node's root is the cluster secret (the same value on gateways and nodes,
@@ -25,22 +26,24 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING
 
+from local_runtime.keys import WORKER_SECRET_ENV, worker_key
+
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-# how a supervisor hands each worker its own key
-WORKER_SECRET_ENV = "MODELPORT_WORKER_SECRET"  # noqa: S105 - a variable name, not a secret
+__all__ = [
+    "WORKER_SECRET_ENV",
+    "configured",
+    "is_loopback",
+    "local_root",
+    "require_secret",
+    "worker_key",
+]
 
 
 def configured(value: SecretStr | None) -> str | None:
     """The setting's value; an empty one counts as unset."""
     return (value.get_secret_value() or None) if value is not None else None
-
-
-def worker_key(root: str, node: str, key_id: str) -> str:
-    """The bearer key of one worker launch; only holders of `root` can compute it."""
-    message = f"modelport-worker-key:{node}:{key_id}".encode()
-    return hmac.new(root.encode(), message, hashlib.sha256).hexdigest()
 
 
 def local_root(secret_key: str) -> str:

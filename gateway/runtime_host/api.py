@@ -1,5 +1,8 @@
 """HTTP surfaces of the runtime: Xinference's model API on /v1, and the admin's /api/runtime.
 
+They live in the composition layer, not in local_runtime, because they speak the gateway's admin
+auth, its One API envelope and its node placement (gateway.cluster.launch).
+
 The Xinference subset is what its official client, Dify's and New API's "Xinference" providers
 call: `GET /v1/cluster/auth` (unauthenticated: the client asks it first to learn whether to send
 its key), `POST /v1/models` (launch; answers when ready), `DELETE /v1/models/{uid}`, and the
@@ -27,41 +30,24 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from gateway.admin_api.envelope import first_error, int_param, json_body, ok
+from gateway.admin_api.envelope import int_param, json_body, ok
 from gateway.cluster import launch as cluster_launch
 from gateway.deps import require_admin
 from gateway.errors import InvalidRequest, ModelportError, NotFound, Unavailable
-from gateway.upstreams.base import UpstreamUnavailable
 from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference, offline
 from local_runtime.engines import registry
+from local_runtime.launch_params import launch_spec_from_xinference
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import TYPE_ALIASES, LaunchSpec
-from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
-from local_runtime.supervisor.options import SupervisorOptions
-
-# Xinference launch fields the spec does not carry: no meaning here (virtualenvs, PEFT, ...), or
-# handled by launch_model itself (worker_ip: resolved to the node advertising that host).
-IGNORED_LAUNCH_FIELDS = frozenset(
-    {
-        "n_worker",
-        "worker_ip",
-        "replica_config",
-        "request_limits",
-        "peft_model_config",
-        "enable_virtual_env",
-        "virtual_env_packages",
-        "virtual_env_find_links",
-        "envs",
-        "download_hub",
-        "model_version",
-        "model_hub",
-        "xavier_config",
-        "wait_ready",
-    }
+from local_runtime.supervisor import (
+    ReplicaUnavailable,
+    Supervisor,
+    SupervisorOptions,
+    UidTaken,
+    UnknownInstance,
 )
 
 launch_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
@@ -89,42 +75,6 @@ def _catalog(request: Request) -> Catalog:
 
 def _detail(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
-
-
-def launch_spec_from_xinference(body: Any) -> LaunchSpec:
-    """Xinference launch parameters -> LaunchSpec; unknown non-null fields become engine options.
-
-    The official client sends every parameter, most of them null, and passes its **kwargs
-    (engine settings such as n_ctx) as top-level fields: nulls mean "default", extras go to the
-    engine.
-    """
-    if not isinstance(body, dict):
-        raise LaunchError("the launch body must be a JSON object")
-    known = set(LaunchSpec.model_fields)
-    fields: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in body.items():
-        if value is None or key in IGNORED_LAUNCH_FIELDS:
-            continue
-        if key in known:
-            fields[key] = value
-        else:
-            extra[key] = value
-    if "n_gpu" in body and body["n_gpu"] is None:
-        fields["n_gpu"] = None  # Xinference: null n_gpu means "CPU only", not "default"
-    if isinstance(fields.get("gpu_idx"), int):
-        fields["gpu_idx"] = [fields["gpu_idx"]]
-    if isinstance(fields.get("n_gpu"), str) and fields["n_gpu"].isdigit():
-        fields["n_gpu"] = int(fields["n_gpu"])
-    if extra:
-        options = fields.get("engine_options")
-        fields["engine_options"] = {**extra, **(options if isinstance(options, dict) else {})}
-    if not fields.get("model_name"):
-        raise LaunchError("model_name is required")
-    try:
-        return LaunchSpec.model_validate(fields)
-    except ValidationError as exc:
-        raise LaunchError(f"bad launch parameters: {first_error(exc)}") from None
 
 
 # --- Xinference model API -------------------------------------------------------------------------
@@ -334,7 +284,7 @@ async def load(uid: str, request: Request) -> dict[str, Any]:
     runtime = _instance_call(request, uid)
     try:
         await runtime.load(uid)
-    except UpstreamUnavailable as exc:
+    except ReplicaUnavailable as exc:
         raise Unavailable(str(exc), code="load_failed") from None
     return ok(runtime.instance(uid))
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster import desired
 from gateway.cluster.nodes import NodeRegistry
+from gateway.runtime_host.adapters import served_models
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
 from local_runtime.supervisor import UidTaken, UnknownInstance
@@ -115,7 +116,7 @@ class HostRuntime:
 
     def _record(self) -> dict[str, Any]:
         instances = self.runtime.instances()
-        models = self.runtime.served_models()
+        models = served_models(self.runtime)
         workers = [
             {
                 "uid": inst["uid"],

@@ -1,6 +1,8 @@
 """Plug the local runtime into a gateway app (called by gateway.app._install_extensions).
 
-With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state, restores
+With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state (its port
+filled with the adapters: RuntimeSettings from the gateway's, launches in the database, replicas
+as endpoints of the route table), restores
 persisted launches in the background at startup, stops every worker at shutdown, feeds local UIDs
 to /v1/models, tells the gateway which UIDs are launched but not serving (loading, failed: a 503,
 not a 404), and mounts the Xinference and /api/runtime routes. Without the runtime the app
@@ -15,14 +17,20 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from gateway.db.crud.channels import ensure_local_channel
 from gateway.db.tables import Option
 from gateway.model_info import PendingModel, ServedModel
-from local_runtime.api import admin_router, launch_router, xinference_router
+from gateway.runtime_host.adapters import (
+    DatabaseLaunchStore,
+    ReplicaEndpoints,
+    runtime_settings,
+    served_models,
+)
+from gateway.runtime_host.api import admin_router, launch_router, xinference_router
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
-from local_runtime.supervisor import Supervisor
-from local_runtime.supervisor.options import SupervisorOptions, UidTaken, UnknownInstance
+from local_runtime.supervisor import Supervisor, SupervisorOptions, UidTaken, UnknownInstance
 
 log = logging.getLogger("modelport.runtime")
 
@@ -60,24 +68,25 @@ def install(app: FastAPI) -> None:
     catalog = Catalog.load(
         builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
     )
+    endpoints = ReplicaEndpoints(state.routes)
     runtime = Supervisor(
-        settings=settings,
+        settings=runtime_settings(settings),
         catalog=catalog,
-        routes=state.routes,
-        sessions=state.sessions,
+        store=DatabaseLaunchStore(state.sessions),
+        on_replicas=endpoints,
         options=SupervisorOptions(worker_env=state.image_links.worker_env()),
     )
     state.catalog = catalog
     state.runtime = runtime
 
     def local_models() -> dict[str, ServedModel]:
-        return runtime.served_models()
+        return served_models(runtime)
 
     state.models.local = local_models
 
     def pending(uid: str) -> PendingModel | None:
         # `instance` and not the supervisor's own table: with `--workers N` the processes that
-        # do not run the models answer it from the owner's record (gateway.cluster.host_runtime)
+        # do not run the models answer it from the owner's record (gateway.runtime_host.host)
         try:
             info = runtime.instance(uid)
         except UnknownInstance:
@@ -90,6 +99,8 @@ def install(app: FastAPI) -> None:
     state.dispatcher.not_ready = state.models.not_ready
 
     async def on_startup(app: FastAPI) -> None:
+        async with state.sessions() as session:
+            endpoints.channel_id = (await ensure_local_channel(session)).id or 0
         await runtime.start()
         if settings.starter:
             await launch_starters(runtime, state.sessions)

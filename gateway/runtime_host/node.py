@@ -17,8 +17,11 @@ which `ps` shows to every user of the machine. A random `session` in each heartb
 gateway refuse a second process that claims a live node's id.
 
 If the gateway is unreachable, workers keep serving and the node keeps trying; the gateway drops
-the node from routing after `node_ttl_s` without heartbeats. The node keeps its own bookkeeping
-in a SQLite file under its home; it never talks to the gateway's database.
+the node from routing after `node_ttl_s` without heartbeats. The node has no database: what it
+runs is the gateway's desired state, which it converges on again after a restart, so its
+supervisor keeps launches in memory and routes nothing itself (the gateway routes to the workers
+its heartbeats list). It lives in the composition layer because it speaks the gateway's
+heartbeat protocol and reads the gateway's settings (cluster secret, logging).
 """
 
 from __future__ import annotations
@@ -40,15 +43,18 @@ from pydantic import ValidationError
 
 from gateway.cluster import heartbeat
 from gateway.cluster import secret as cluster_secret
-from gateway.db.engine import make_engine, make_sessionmaker, upgrade
 from gateway.logging import configure_logging
-from gateway.routing import RouteTable
+from gateway.runtime_host.adapters import runtime_settings, served_models
 from gateway.settings import Settings
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
-from local_runtime.supervisor import Supervisor, UnknownInstance
-from local_runtime.supervisor.options import SupervisorOptions
+from local_runtime.supervisor import (
+    MemoryLaunchStore,
+    Supervisor,
+    SupervisorOptions,
+    UnknownInstance,
+)
 from local_runtime.supervisor.packing import query_gpus
 
 log = logging.getLogger("modelport.node")
@@ -75,8 +81,6 @@ class NodeAgent:
         home.mkdir(parents=True, exist_ok=True)
         self.settings = Settings(
             home=home,
-            database_url=f"sqlite+aiosqlite:///{home / 'node.db'}",
-            redis_url="",
             runtime_enabled=True,
         )
         # never a command-line flag: other users of the machine can read a process's argv
@@ -91,16 +95,13 @@ class NodeAgent:
         self.supervisor: Supervisor | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(upgrade, self.settings.db_url)
-        engine = make_engine(self.settings.db_url)
         catalog = Catalog.load(
             builtin_dir=self.settings.catalog_dir, custom_dir=self.settings.home / "custom_models"
         )
         sup = Supervisor(
-            settings=self.settings,
+            settings=runtime_settings(self.settings),
             catalog=catalog,
-            routes=RouteTable(),
-            sessions=make_sessionmaker(engine),
+            store=MemoryLaunchStore(),
             options=self.options,
             node=self.node_id,
         )
@@ -122,7 +123,6 @@ class NodeAgent:
                         await asyncio.wait_for(stop.wait(), self.interval)
         finally:
             await sup.close()
-            await engine.dispose()
 
     async def _beat(self, http: httpx.AsyncClient, sup: Supervisor) -> bool:
         """One signed heartbeat (signed anew each time: a resent one would be a replay); False
@@ -146,7 +146,7 @@ class NodeAgent:
         return True
 
     def record(self, sup: Supervisor) -> dict[str, Any]:
-        models = sup.served_models()
+        models = served_models(sup)
         workers = []
         instances = []
         for inst in sup.instances():

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.upstreams.base import Endpoint
 from local_runtime.spec import LaunchSpec, ResolvedSpec
 from local_runtime.supervisor.logs import BoundedLog
+from local_runtime.supervisor.ports import ReplicaAddress
 from local_runtime.supervisor.process import WorkerProcess
 
 
@@ -29,7 +29,7 @@ class Replica:
     index: int
     port: int
     gpus: list[int] | None
-    endpoint: Endpoint
+    address: ReplicaAddress  # what routers see; live, like the fields below
     log: BoundedLog
     worker: WorkerProcess | None = None
     # stopped | loading | ready | restarting | error
@@ -47,14 +47,14 @@ class Replica:
     key: str | None = field(default=None, repr=False)
 
     def set_key(self, key_id: str, key: str | None) -> None:
-        """The worker's key for this start; the endpoint sends it as its bearer."""
+        """The worker's key for this start; callers send it as their bearer."""
         self.key_id, self.key = key_id, key
-        self.endpoint.api_key = key
+        self.address.key = key
 
     def set_port(self, port: int) -> None:
-        """A new port (the old one was taken while the worker was down); the endpoint follows."""
+        """A new port (the old one was taken while the worker was down); the address follows."""
         self.port = port
-        self.endpoint.base_url = f"http://127.0.0.1:{port}/v1"
+        self.address.base_url = f"http://127.0.0.1:{port}/v1"
 
     def describe(self, now: float) -> dict[str, Any]:
         running = self.worker is not None and self.worker.running
@@ -64,7 +64,7 @@ class Replica:
             "pid": self.worker.pid if running and self.worker else None,
             "port": self.port,
             "key_id": self.key_id,
-            "first_byte_timeout_s": self.endpoint.timeouts.first_byte,
+            "first_byte_timeout_s": self.address.first_byte_timeout_s,
             "gpus": self.gpus,
             "rss_bytes": self.health.get("rss_bytes") if running else None,
             "uptime_s": round(now - self.ready_since, 1) if self.ready_since and running else None,

@@ -19,6 +19,13 @@ class UnknownInstance(LookupError):
         self.message = str(self.args[0])
 
 
+class ReplicaUnavailable(Exception):
+    """A replica cannot take a request (terminated, failed, still loading): serve elsewhere.
+
+    Raised by a replica's `prepare`; whoever routes to replicas maps it to its own "try another
+    endpoint" (the gateway: UpstreamUnavailable)."""
+
+
 @dataclass
 class SupervisorOptions:
     """Timings of the supervisor; defaults suit real models, tests shorten them."""
@@ -38,7 +45,7 @@ class SupervisorOptions:
     # where workers listen: loopback under `serve`; a GPU node (`modelport node`) binds the address
     # the gateway reaches it on
     worker_host: str = "127.0.0.1"
-    # the root of every worker launch's own key (gateway.cluster.secret.worker_key): a node's
+    # the root of every worker launch's own key (local_runtime.keys.worker_key): a node's
     # cluster secret, the host's key under `serve`; None draws a random one
     worker_key_root: str | None = field(default=None, repr=False)
     worker_keys: bool = True  # False only for a node without a cluster secret (loopback trial)

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from gateway.settings import Settings
+from local_runtime.settings import RuntimeSettings
 from local_runtime.supervisor.instance import Instance, Replica
 from local_runtime.supervisor.options import SupervisorOptions
 from local_runtime.supervisor.process import WorkerFailed
@@ -22,7 +22,7 @@ log = logging.getLogger("modelport.runtime")
 
 class Upkeep:
     options: SupervisorOptions
-    settings: Settings
+    settings: RuntimeSettings
     _instances: dict[str, Instance]
 
     # --- provided by the Supervisor ------------------------------------------------------------

@@ -42,7 +42,7 @@ Start::
   `stream_options.include_usage` the last chunk before [DONE] carries `usage`. An error after the
   first byte is sent as a `data: {"error": {...}}` frame.
 - With MODELPORT_WORKER_SECRET in its environment (every supervisor sets one per launch:
-  gateway.cluster.secret), every request, /health included, needs `Authorization: Bearer
+  local_runtime.keys), every request, /health included, needs `Authorization: Bearer
   <key>`, else 401 with code "invalid_worker_key".
 - Overload (an engine's queue bound) answers 429 with code "rate_limit_exceeded" and
   `Retry-After: 1`.

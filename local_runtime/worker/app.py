@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from gateway.relay.images import links
+from local_runtime import image_links as links
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.spec import ResolvedSpec

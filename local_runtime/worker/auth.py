@@ -1,4 +1,4 @@
-"""The worker's check of its key (gateway.cluster.secret says how keys are made).
+"""The worker's check of its key (local_runtime.keys says how keys are made).
 
 Every supervisor starts its workers with their own key in MODELPORT_WORKER_SECRET (a loopback
 worker under `modelport serve` too: any local process could otherwise use the models without
@@ -15,7 +15,7 @@ import hmac
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.cluster.secret import WORKER_SECRET_ENV
+from local_runtime.keys import WORKER_SECRET_ENV
 from local_runtime.worker.errors import error_json
 
 __all__ = ["WORKER_SECRET_ENV", "RequireSecret"]

@@ -4,7 +4,7 @@ Audio arrives as multipart; the body is counted while it streams in so an oversi
 refused with 413 before it is all on disk. Engines get a file path (faster-whisper, ffmpeg and
 friends want one). Images come back from engines as PNG bytes; the worker returns them inline
 (`b64_json`) or writes them where the gateway serves files and returns a signed, expiring link
-(`url`; the scheme is `gateway.relay.images.links`).
+(`url`; the scheme is `local_runtime.image_links`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from gateway.relay.images import links
+from local_runtime import image_links as links
 from local_runtime.engines.base import EngineError
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from xinference_client import RESTfulClient
 
-from local_runtime.api import launch_spec_from_xinference
+from local_runtime.launch_params import launch_spec_from_xinference
 from local_runtime.resolve import LaunchError
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.support.starter_models import MINILM_MISSING, SMOLLM2_MISSING, minilm_dir, smollm2_gguf

@@ -233,7 +233,7 @@ def test_a_port_taken_before_the_worker_binds_is_replaced(
     import http.server
     import threading
 
-    from local_runtime.supervisor import core
+    from local_runtime.supervisor import replicas as core
 
     class Impostor(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

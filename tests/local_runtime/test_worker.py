@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.relay.images import links
+from local_runtime import image_links as links
 from tests.support.worker import WorkerProcess, spec_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import FileResponse, Response
 
 from gateway.errors import ModelportError, NotFound, PermissionDenied
-from gateway.relay.images import links
+from local_runtime import image_links as links
 
 log = logging.getLogger("modelport.files")
 

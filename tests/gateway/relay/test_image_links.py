@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.relay.images import links
 from gateway.settings import Settings
+from local_runtime import image_links as links
 from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.support.polling import ManualClock, wait_for
 from tests.support.servers import ServerThread, free_port

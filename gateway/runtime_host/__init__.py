@@ -1,0 +1,16 @@
+"""The composition layer: the only code that knows both the gateway and the local runtime.
+
+`local_runtime` is a library (its supervisor has its own settings, a launch store and a
+replicas-changed callback: local_runtime.supervisor.ports); the gateway routes to endpoints.
+This package builds the runtime for a gateway app and bridges the two:
+
+- `adapters`: RuntimeSettings from the gateway's Settings, the launch store over the database,
+  replicas -> endpoints of the route table, LocalModel -> ServedModel;
+- `integration.install(app)`: the supervisor on app.state, its start/stop, its routers;
+- `api`: the Xinference-shaped model API and /api/runtime (the gateway's auth and envelope);
+- `host`: one runtime per host under `uvicorn --workers N` (the others proxy to its owner);
+- `node`, `cli`: `modelport node`, a supervisor on a GPU machine heartbeating to a gateway.
+
+It sits under `gateway/` (not a fourth top-level package) because gateway.app is already the
+composition root that loads it; the import-direction test treats the folder like gateway/app.py.
+"""

@@ -1,0 +1,94 @@
+"""The bridges between the runtime's port and the gateway (gateway.runtime_host.adapters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.routing import RouteTable
+from gateway.runtime_host.adapters import ReplicaEndpoints, runtime_settings
+from gateway.settings import Settings
+from gateway.upstreams.base import Endpoint, UpstreamUnavailable
+from local_runtime.settings import RuntimeSettings
+from local_runtime.supervisor import ReplicaAddress, ReplicaUnavailable
+
+
+def test_runtime_settings_keep_the_gateways_names(tmp_path: Path) -> None:
+    """Every runtime setting is a gateway setting of the same name (so one MODELPORT_* variable
+    and one line of config/modelport.yaml set both), and the gateway's value is what it gets."""
+    assert set(RuntimeSettings.model_fields) <= set(Settings.model_fields)
+    settings = Settings(home=tmp_path, keep_alive_s=7, max_loaded_models=2, port=3111)
+    rt = runtime_settings(settings)
+    assert (rt.home, rt.keep_alive_s, rt.max_loaded_models) == (tmp_path.resolve(), 7, 2)
+    assert rt.public_url == "http://127.0.0.1:3111"  # image links point at the gateway
+    assert rt.files_dir == settings.files_dir
+
+
+def _restarting_replica() -> ReplicaAddress:
+    """A replica whose prepare restarts it on a new port with a new key (what a reload does)."""
+    address = ReplicaAddress(
+        uid="m", index=0, base_url="http://127.0.0.1:1/v1", first_byte_timeout_s=5
+    )
+    address.key = "old-key"
+
+    async def prepare() -> None:
+        address.base_url, address.key = "http://127.0.0.1:2/v1", "new-key"
+
+    address.prepare = prepare
+    return address
+
+
+async def test_an_endpoint_follows_its_replica_through_a_restart() -> None:
+    routes = RouteTable()
+    endpoints = ReplicaEndpoints(routes)
+    endpoints.channel_id = 9
+    address = _restarting_replica()
+    endpoints("m", [address])
+    [ep] = routes.tiers("default", "m")[0]
+    assert (ep.channel_id, ep.kind, ep.api_key, ep.timeouts.first_byte) == (
+        9,
+        "local",
+        "old-key",
+        5,
+    )
+    assert ep.prepare is not None
+    await ep.prepare()  # the relay reads the address only after this
+    assert (ep.base_url, ep.api_key) == ("http://127.0.0.1:2/v1", "new-key")
+    endpoints("m", [address])
+    assert routes.tiers("default", "m")[0] == [ep]  # the same endpoint: its circuit state stays
+
+
+async def test_a_replica_that_cannot_serve_fails_over_like_an_upstream() -> None:
+    address = ReplicaAddress(
+        uid="m", index=0, base_url="http://127.0.0.1:1/v1", first_byte_timeout_s=5
+    )
+
+    async def prepare() -> None:
+        raise ReplicaUnavailable("model 'm' is not running: it crashed")
+
+    address.prepare = prepare
+    ep = ReplicaEndpoints(RouteTable()).endpoint(address)
+    assert ep.prepare is not None
+    with pytest.raises(UpstreamUnavailable, match="it crashed"):
+        await ep.prepare()
+
+
+def test_routes_are_set_through_whatever_set_local_is_now() -> None:
+    """Scale-out wraps `routes.set_local` after the runtime is built (node workers of the same
+    UID join the local replicas): the adapter must go through the wrapper."""
+    routes = RouteTable()
+    endpoints = ReplicaEndpoints(routes)
+    seen: list[tuple[str, list[Endpoint]]] = []
+    routes.set_local = lambda uid, eps: seen.append((uid, eps))  # type: ignore[method-assign]
+    first = ReplicaAddress(
+        uid="m", index=0, base_url="http://127.0.0.1:1/v1", first_byte_timeout_s=5
+    )
+    endpoints("m", [first])
+    endpoints("m", [])
+    relaunched = ReplicaAddress(
+        uid="m", index=0, base_url="http://127.0.0.1:1/v1", first_byte_timeout_s=5
+    )
+    endpoints("m", [relaunched])
+    assert [(uid, len(eps)) for uid, eps in seen] == [("m", 1), ("m", 0), ("m", 1)]
+    assert seen[2][1][0] is not seen[0][1][0]  # a new launch is a new endpoint
