@@ -2,7 +2,8 @@
 
 Error: `{"error": {"message", "type", "param", "code"}}`, the four keys in this order, all present
 (openai/openai-openapi openapi.yaml, components.schemas `Error` requires type, message, param and
-code; `ErrorResponse` requires `error`). The official clients read `error.message` and `error.code`.
+code; `ErrorResponse` requires `error`: lines 38249 and 38286 at commit f85dbe2). The official
+clients read `error.message` and `error.code`.
 
 Streams: every event is `data: <json>\\n\\n` and the stream ends with `data: [DONE]\\n\\n`. An error
 after the first byte cannot change the status (already 200), so it goes out as a

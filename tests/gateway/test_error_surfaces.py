@@ -2,7 +2,8 @@
 
 - /v1/*: OpenAI's ErrorResponse, `{"error": {"message", "type", "param", "code"}}`, nothing else
   (openai/openai-openapi openapi.yaml, components.schemas.Error `required: [type, message, param,
-  code]`, ErrorResponse `required: [error]`); the official client raises the matching class.
+  code]`, ErrorResponse `required: [error]`; lines 38249 and 38286 at commit f85dbe2); the
+  official client raises the matching class.
 - /api/*: One API's `{"success": false, "message": ...}` (songquanpeng/one-api
   controller/channel.go: every failure is `c.JSON(http.StatusOK, gin.H{"success": false,
   "message": err.Error()})`), with our `data: null` and the real status.
