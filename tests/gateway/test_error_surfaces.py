@@ -1,4 +1,5 @@
-"""Each surface answers every error in its own shape, mapped once at its edge (gateway.error_handlers).
+"""Each surface answers every error in its own shape, mapped once at its edge
+(gateway.error_handlers).
 
 - /v1/*: OpenAI's ErrorResponse, `{"error": {"message", "type", "param", "code"}}`, nothing else
   (openai/openai-openapi openapi.yaml, components.schemas.Error `required: [type, message, param,

@@ -2,9 +2,10 @@
 
 The error body is OpenAI's `ErrorResponse`: `{"error": Error}` with Error's four keys all present
 (openai/openai-openapi openapi.yaml, components.schemas.Error: `required: [type, message, param,
-code]`; ErrorResponse: `required: [error]`; lines 38249 and 38286 at commit f85dbe2). The SSE frames below were produced by the framers this
-module replaced (gateway.errors.sse_error_event, local_runtime.sse, litellm_convert.sse) before the
-move, and must stay byte for byte what clients and the gateway's stream scanner already read.
+code]`; ErrorResponse: `required: [error]`; lines 38249 and 38286 at commit f85dbe2). The SSE
+frames below were produced by the framers this module replaced (gateway.errors.sse_error_event,
+local_runtime.sse, litellm_convert.sse) before the move, and must stay byte for byte what clients
+and the gateway's stream scanner already read.
 """
 
 from __future__ import annotations
