@@ -7,6 +7,9 @@ unique without a getrandom() system call per request (the id names a request, it
 Headers: more than `max_headers` of them, or more than `max_header_bytes` in total, get 431
 (uvicorn's own h11 limit bounds a single incomplete header block before we see it).
 
+Relay routes are called directly once they have answered once (gateway.relay.route, "Direct
+calls"), past FastAPI's routing; everything here applies to them all the same.
+
 Bodies over the limit are refused with 413 before they are read whole: at once when
 Content-Length says so, or as soon as a chunked body crosses the limit. The limit belongs to the
 route, not to what the client says it sends: only the upload routes (`upload_paths`) get
@@ -37,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.error_handlers import on_surface
 from gateway.logging import ACCESS_LOGGER, REQUEST_FIELDS, access_line
 from gateway.metrics import Metrics
+from gateway.relay.route import DIRECT_TABLE, Handler, serve_direct
 from modelport_wire.openai import error_body
 
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -70,6 +74,7 @@ class GatewayMiddleware:
         self.metrics = metrics
         self._id_prefix = secrets.token_hex(4)
         self._id_seq = itertools.count(1)
+        self._direct: dict[tuple[str, str], Handler] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -176,7 +181,12 @@ class GatewayMiddleware:
             await send_with_id(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            direct = self._direct.get((scope["method"], path))
+            if direct is not None:
+                await serve_direct(direct, scope, limited_receive, tracking_send)
+            else:
+                scope[DIRECT_TABLE] = self._direct  # a relay route adds itself (route.py)
+                await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
                 await _reply(send_with_id, path, 413, _too_large(limit), "request_too_large")
