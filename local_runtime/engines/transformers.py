@@ -57,7 +57,8 @@ from local_runtime.engines.toolcalls import (
     read_tools,
     split,
 )
-from local_runtime.engines.transformers_batch import Done, Failed, Scheduler, Ticket
+from local_runtime.engines.transformers_batch import Scheduler
+from local_runtime.engines.transformers_rows import Done, Failed, Ticket
 from local_runtime.engines.transformers_sampling import parse_sampling
 from local_runtime.engines.transformers_text import Reply, chat_messages, usage
 from local_runtime.spec import ResolvedSpec
