@@ -47,7 +47,7 @@ def _channels(gw: Gateway, token: str) -> Counter[str]:
     return Counter(r["channel_name"] for r in rows if r["status"] == 200)
 
 
-def test_xinference_launch_with_node_runs_there(cluster):
+def test_xinference_launch_with_node_runs_there(cluster, tmp_path: Path):
     gw, _ = cluster
     client = RESTfulClient(gw.url, api_key=ADMIN_TOKEN)
     uid = client.launch_model(model_name=MODEL, model_uid="xchat", model_engine="fake", node="b")
@@ -55,6 +55,8 @@ def test_xinference_launch_with_node_runs_there(cluster):
     assert ready_nodes(gw, "xchat") == {"b"}  # the launch answered once b reported it ready
     assert gw.app.state.runtime.instances() == []  # nothing was started by the gateway itself
     assert {"uid": "xchat", "node": "b"}.items() <= gw.api("GET", "/api/nodes/models")[0].items()
+    # a node keeps no database: the gateway's desired state is what it runs (issue 16)
+    assert list((tmp_path / "b").glob("*.db")) == []
 
     key = gw.create_token(name="x")
     openai_client = gw.openai(key)
