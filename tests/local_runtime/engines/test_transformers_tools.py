@@ -120,7 +120,11 @@ def stream_calls(events: list[dict]) -> list[dict]:
 
 async def test_the_scripted_model_says_its_script(scripted: TransformersEngine) -> None:
     out = await scripted.chat({"messages": ASK})  # sampled at temperature 1: still the script
-    assert out["choices"][0]["message"] == {"role": "assistant", "content": SCRIPT}
+    assert out["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": SCRIPT,
+        "refusal": None,  # openai-openapi: required, null unless refused
+    }
     assert out["choices"][0]["finish_reason"] == "stop"
 
 
@@ -175,7 +179,11 @@ async def test_without_parsing_the_text_is_content(
     scripted: TransformersEngine, body: dict
 ) -> None:
     out = await scripted.chat({"messages": ASK, **body})
-    assert out["choices"][0]["message"] == {"role": "assistant", "content": SCRIPT}
+    assert out["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": SCRIPT,
+        "refusal": None,  # openai-openapi: required, null unless refused
+    }
     assert out["choices"][0]["finish_reason"] == "stop"
     text, events = await collect(await scripted.chat({"messages": ASK, **body, "stream": True}))
     assert text == SCRIPT and not stream_calls(events)
@@ -195,7 +203,11 @@ async def test_a_call_cut_by_max_tokens_is_text(scripted: TransformersEngine) ->
 async def test_a_model_left_to_choose_declines(forceable: TransformersEngine) -> None:
     for choice in (None, "auto"):
         out = await forceable.chat({"messages": ASK, "tools": TOOLS, "tool_choice": choice})
-        assert out["choices"][0]["message"] == {"role": "assistant", "content": DECLINE}
+        assert out["choices"][0]["message"] == {
+            "role": "assistant",
+            "content": DECLINE,
+            "refusal": None,  # openai-openapi: required, null unless refused
+        }
 
 
 @pytest.mark.parametrize(
