@@ -29,10 +29,13 @@ from gateway.auth.tokens import TokenAuthenticator
 from gateway.billing.prices import PriceBook
 from gateway.billing.usage import UsageWriter
 from gateway.bootstrap import admin_token_hash, ensure_channels, ensure_tokens, load_prices
-from gateway.changes import SilentNotifier, StateNotifier
+from gateway.changes import LocalChanges, SilentNotifier
 from gateway.channels.monitor import ChannelMonitor
 from gateway.channels.routes import remote_entries
 from gateway.channels.service import ChannelService
+from gateway.cluster.namespace import namespace
+from gateway.cluster.publishing import PublishingChanges
+from gateway.cluster.pubsub import ClusterBus
 from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
 from gateway.deps import require_admin
 from gateway.error_handlers import OPENAI_ERROR_RESPONSES, install_error_handlers
@@ -59,6 +62,7 @@ from gateway.security import rotation
 from gateway.security.ssrf import Allow, safe_fetch
 from gateway.settings import Settings
 from gateway.tokens.service import TokenService
+from gateway.upstreams.base import Endpoint
 from gateway.upstreams.registry import build_upstreams
 from local_runtime import image_links
 
@@ -128,6 +132,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def reload_routes() -> None:
         routes.set_remote(await remote_entries(sessions, box, settings))
 
+    async def reload_prices() -> None:
+        async with sessions() as session:
+            prices.replace(await load_prices(session, settings))
+
+    # the change bus: applied here, then published to the other processes (gateway.changes);
+    # two installations may share one Redis (cluster.namespace)
+    bus = ClusterBus(settings.redis_url, prefix=namespace(settings), sessions=sessions)
+    changes = PublishingChanges(
+        LocalChanges(
+            reload_routes=reload_routes,
+            invalidate_tokens=auth.invalidate,
+            reload_prices=reload_prices,
+        ),
+        bus,
+    )
     monitor = ChannelMonitor(
         sessions=sessions,
         routes=routes,
@@ -135,10 +154,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upstreams=upstreams,
         box=box,
         settings=settings,
-        reload_routes=reload_routes,
+        reload_routes=changes.routes_changed,
     )
     if settings.auto_disable_channels:
-        dispatcher.on_disable = monitor.disable
+
+        def disable(ep: Endpoint, reason: str) -> None:
+            monitor.disable(ep, reason)
+            changes.channel_disabled(ep.channel_id)
+
+        dispatcher.on_disable = disable
     _register_gauges(metrics, health, usage, limiter, relay)
     metrics.register_gauge(
         "modelport_db_pool_exhausted",
@@ -202,18 +226,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.limiter = limiter
     state.monitor = monitor
     state.admin_hash = lambda: admin_hash["value"]
-    state.reload_routes = reload_routes
-    # every channel and token write goes through these; they announce through app.state at
-    # call time, so cluster.integration's publishing wrappers apply (gateway.changes)
+    state.changes = changes
+    state.bus = bus
+    # every channel and token write goes through these; they announce on the change bus
     channels = ChannelService(
         sessions=sessions,
         box=box,
         settings=settings,
         upstreams=upstreams,
         health=health,
-        notifier=StateNotifier(state),
+        notifier=changes,
     )
-    tokens = TokenService(sessions=sessions, notifier=StateNotifier(state))
+    tokens = TokenService(sessions=sessions, notifier=changes)
     state.channels = channels
     state.tokens = tokens
     state.models = ModelDirectory(relay)

@@ -40,7 +40,7 @@ async def save(request: Request, session: UserDep) -> Response:
         return RedirectResponse("/ui/prices", 303)
     async with request.app.state.sessions() as db:
         await svc.save_price(db, data)
-    await request.app.state.reload_prices()
+    await request.app.state.changes.prices_changed()
     flash(session, f"{data.model}: {data.input:g} USD in, {data.output:g} USD out per 1M tokens")
     return RedirectResponse("/ui/prices", 303)
 
@@ -51,7 +51,7 @@ async def delete(request: Request, session: UserDep) -> Response:
     async with request.app.state.sessions() as db:
         found = await svc.delete_price(db, model)
     if found:
-        await request.app.state.reload_prices()
+        await request.app.state.changes.prices_changed()
         flash(session, f"{model}: admin price removed, the config or default price applies")
     else:
         flash(session, f"{model} has no admin price", "error")

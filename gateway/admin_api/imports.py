@@ -33,5 +33,5 @@ async def import_one_api(
     tokens = await import_tokens(token_service, body.get("tokens", []), notes)
     prices = await import_prices(session, body.get("prices", []), state.prices, notes)
     if prices:
-        await state.reload_prices()
+        await state.changes.prices_changed()
     return ok({"channels": channels, "tokens": tokens, "prices": prices, "notes": notes})

@@ -53,7 +53,7 @@ async def set_price(request: Request, session: SessionDep) -> dict[str, Any]:
     except ValidationError as exc:
         return fail(first_error(exc))
     await svc.save_price(session, data)
-    await _state(request).reload_prices()
+    await _state(request).changes.prices_changed()
     return await get_price(data.model, request)
 
 
@@ -61,7 +61,7 @@ async def set_price(request: Request, session: SessionDep) -> dict[str, Any]:
 async def delete_price(model: str, request: Request, session: SessionDep) -> dict[str, Any]:
     if not await svc.delete_price(session, model):
         return fail(f"model {model!r} has no admin price (config and default prices stay)")
-    await _state(request).reload_prices()
+    await _state(request).changes.prices_changed()
     return ok()
 
 
@@ -105,5 +105,5 @@ async def update_option(request: Request, session: SessionDep) -> dict[str, Any]
         return fail(f"{key}: {first_error(exc)}")
     except ValueError as exc:
         return fail(str(exc))
-    await _state(request).reload_prices()
+    await _state(request).changes.prices_changed()
     return ok(message="; ".join(notes))

@@ -1,7 +1,7 @@
 """Prices as admins see and edit them, shared by the admin API and the UI.
 
-Edits are rows of the ModelPrice table; the caller then runs `app.state.reload_prices()`, which
-reloads this process's price book and announces "prices" on the change bus so every replica
+Edits are rows of the ModelPrice table; the caller then runs the change bus's `prices_changed()`,
+which reloads this process's price book and announces "prices" on the change bus so every replica
 reloads too. Deleting an admin price falls back to the config file's, then litellm's default.
 """
 

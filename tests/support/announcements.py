@@ -9,22 +9,22 @@ from typing import Any
 
 
 def count_announcements(app: Any) -> Counter[str]:
-    """Wrap the app's announcement targets (what gateway.changes.StateNotifier calls, looked up
-    at call time): `routes` counts route reloads, `tokens` token-cache drops."""
+    """Wrap the app's change bus (gateway.changes), which the services were built with:
+    `routes` counts route reloads, `tokens` token-cache drops."""
     counts: Counter[str] = Counter()
-    state = app.state
-    reload_routes, invalidate = state.reload_routes, state.auth.invalidate
+    changes = app.state.changes
+    routes_changed, tokens_changed = changes.routes_changed, changes.tokens_changed
 
-    async def counted_reload() -> None:
+    async def counted_routes() -> None:
         counts["routes"] += 1
-        await reload_routes()
+        await routes_changed()
 
-    def counted_invalidate() -> None:
+    async def counted_tokens(token_ids: list[int]) -> None:
         counts["tokens"] += 1
-        invalidate()
+        await tokens_changed(token_ids)
 
-    state.reload_routes = counted_reload
-    state.auth.invalidate = counted_invalidate
+    changes.routes_changed = counted_routes
+    changes.tokens_changed = counted_tokens
     return counts
 
 
