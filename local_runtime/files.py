@@ -18,19 +18,19 @@ import fnmatch
 import importlib
 import importlib.util
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local_runtime.settings import RuntimeSettings
+
 if TYPE_CHECKING:
     from local_runtime.catalog import Family, ModelSpec, PypiSource
 
 ProgressCallback = Callable[[int, int], None]
 COMPLETE_MARKER = ".modelport-complete"
-_TRUE = {"1", "true", "yes", "on"}
 _GGUF_QUANT = re.compile(
     r"(?:^|[.\-_])((?:i?q\d[\w]*?)|f16|bf16|f32|fp16)(?:-\d{5}-of-\d{5})?\.gguf$", re.I
 )
@@ -166,7 +166,7 @@ def pypi_path(source: PypiSource) -> Path | None:
 
 
 def model_home(home: str | Path | None = None) -> Path:
-    return Path(home or os.environ.get("MODELPORT_HOME") or Path.home() / ".modelport").expanduser()
+    return Path(home or RuntimeSettings().home).expanduser()
 
 
 def cache_dir(home: str | Path | None, family: Family, spec: ModelSpec, quant: str | None) -> Path:
@@ -185,10 +185,7 @@ def _cached(folder: Path, file_names: list[str]) -> bool:
 
 
 def hf_cache_root() -> Path:
-    """The Hugging Face hub cache, resolved as huggingface_hub does (HF_HUB_CACHE, HF_HOME/hub)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    return Path(os.environ.get("HF_HOME") or "~/.cache/huggingface").expanduser() / "hub"
+    return RuntimeSettings().hf_cache_root
 
 
 def hf_cached(repo_id: str, revision: str | None, file_names: list[str]) -> Path | None:
@@ -219,14 +216,11 @@ def hf_cached(repo_id: str, revision: str | None, file_names: list[str]) -> Path
 
 
 def chosen_hub() -> str:
-    return (os.environ.get("MODELPORT_MODEL_SOURCE") or "huggingface").lower()
+    return RuntimeSettings().model_source.lower()
 
 
 def offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in _TRUE
-        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELPORT_OFFLINE")
-    )
+    return RuntimeSettings().offline
 
 
 def resolve_files(
@@ -378,7 +372,7 @@ def download_huggingface(
         RevisionNotFoundError,
     )
 
-    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    endpoint = RuntimeSettings().hf_endpoint.rstrip("/")
     prefix = f"{where}: downloading {repo_id} from {endpoint} failed"
     unreachable: tuple[type[Exception], ...] = (
         LocalEntryNotFoundError,

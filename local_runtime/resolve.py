@@ -9,7 +9,6 @@ worker that dies while loading.
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from local_runtime import files, memory
 from local_runtime.catalog import Catalog, Family, ModelSpec, parse_size
 from local_runtime.engines import registry
 from local_runtime.engines.base import SPEECH
+from local_runtime.settings import RuntimeSettings
 from local_runtime.spec import FORMAT_ALIASES, TYPE_ALIASES, LaunchSpec, ResolvedSpec
 
 TEXT2AUDIO = "text2audio"  # Xinference's ability of a speech model
@@ -36,7 +36,7 @@ def default_device() -> str:
 
     MODELPORT_DEVICE overrides it, e.g. to keep a GPU host's models on the CPU.
     """
-    forced = os.environ.get("MODELPORT_DEVICE")
+    forced = RuntimeSettings().device
     if forced:
         return forced
     if Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi"):

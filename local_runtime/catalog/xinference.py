@@ -11,12 +11,12 @@ carry ids per hub under `model_src`. The same translation serves `/v1/model_regi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from local_runtime.catalog.schema import ABILITIES, parse_size
+from local_runtime.settings import RuntimeSettings
 from local_runtime.spec import TYPE_ALIASES
 
 # Xinference's model types with a modelport counterpart; the others (video, flexible) are skipped.
@@ -101,7 +101,7 @@ class CustomModelFile:
 
 def xinference_home(home: str | Path | None = None) -> Path:
     """XINFERENCE_HOME as Xinference resolves it (xinference/constants.py): default ~/.xinference."""
-    return Path(home or os.environ.get("XINFERENCE_HOME") or "~/.xinference").expanduser()
+    return Path(home or RuntimeSettings().xinference_home).expanduser()
 
 
 def custom_model_files(home: str | Path | None = None) -> list[CustomModelFile]:

@@ -18,11 +18,11 @@ launch names them. The test suite registers its weightless `fake` engine this wa
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from local_runtime.settings import RuntimeSettings
 from local_runtime.spec import ENGINE_ALIASES, ResolvedSpec
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ PLUGINS_ENV = "MODELPORT_ENGINE_PLUGINS"
 def plugin_entries() -> tuple[EngineEntry, ...]:
     """The engines `$MODELPORT_ENGINE_PLUGINS` adds, read at each use (workers inherit it)."""
     entries: list[EngineEntry] = []
-    for item in filter(None, (s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(","))):
+    for item in filter(None, (s.strip() for s in RuntimeSettings().engine_plugins.split(","))):
         name, _, target = item.partition("=")
         module, _, cls = target.partition(":")
         if not (name and module and cls):

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
+from local_runtime.settings import RuntimeSettings
 from local_runtime.spec import ResolvedSpec
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _chat_template(folder: Path) -> str:
 def vllm_python(options: dict[str, Any] | None = None) -> str:
     """The interpreter that runs vLLM."""
     return str(
-        (options or {}).get("python") or os.environ.get("MODELPORT_VLLM_PYTHON") or sys.executable
+        (options or {}).get("python") or RuntimeSettings().vllm_python or sys.executable
     )
 
 

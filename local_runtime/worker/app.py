@@ -26,47 +26,20 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from local_runtime import image_links as links
 from local_runtime.engines import base
 from local_runtime.engines.base import Engine, EngineError
 from local_runtime.spec import ResolvedSpec
 from local_runtime.worker import media
-from local_runtime.worker.auth import WORKER_SECRET_ENV, RequireSecret
+from local_runtime.worker.auth import RequireSecret
 from local_runtime.worker.discovery import find_engine_class, import_engine_class
 from local_runtime.worker.errors import error_response, parse_json_body
 from local_runtime.worker.fronts import FrontPool, check_engine
+from local_runtime.worker.settings import WorkerSettings
 from modelport_wire import openai as wire
 
 log = logging.getLogger("modelport.worker")
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    max_upload_bytes: int = 25 * 2**20  # OpenAI's own limit for audio
-    files_dir: str | None = None  # where response_format=url images go (gateway serves it)
-    public_url: str = "http://127.0.0.1:3000"
-    link_key: str | None = field(default=None, repr=False)  # signs image links (gateway's)
-    link_ttl_s: float = 3600.0
-    error_exit_grace_s: float = 10.0  # how long a failed load keeps /health readable
-    engine_class: str | None = None  # "pkg.module:Class", overrides discovery
-    secret: str | None = field(default=None, repr=False)  # a node's cluster secret (worker.auth)
-
-    @classmethod
-    def from_env(cls, **overrides: Any) -> WorkerSettings:
-        env: dict[str, Any] = {
-            "files_dir": os.environ.get("MODELPORT_FILES_DIR") or None,
-            "public_url": os.environ.get("MODELPORT_PUBLIC_URL", cls.public_url),
-            "secret": os.environ.get(WORKER_SECRET_ENV) or None,
-            "link_key": os.environ.get(links.LINK_KEY_ENV) or None,
-        }
-        if os.environ.get(links.LINK_TTL_ENV):
-            env["link_ttl_s"] = float(os.environ[links.LINK_TTL_ENV])
-        if os.environ.get("MODELPORT_MAX_UPLOAD_BYTES"):
-            env["max_upload_bytes"] = int(os.environ["MODELPORT_MAX_UPLOAD_BYTES"])
-        env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**env)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,8 +32,9 @@ from local_runtime.engines.sentence_transformers import (
     parse_embedding_request,
 )
 from local_runtime.worker import ipc
-from local_runtime.worker.auth import WORKER_SECRET_ENV, RequireSecret
+from local_runtime.worker.auth import RequireSecret
 from local_runtime.worker.errors import error_json, parse_json_body
+from local_runtime.worker.settings import WorkerSettings
 from modelport_wire.openai import RETRY_AFTER
 
 log = logging.getLogger("modelport.worker.front")
@@ -254,7 +254,7 @@ async def serve(args: argparse.Namespace) -> None:
     link_sock = socket.socket(fileno=args.link_fd)
     _, link = await loop.connect_accepted_socket(lambda: ModelLink(on_lost), sock=link_sock)
     app: Any = FrontApp(args.index, link, args.internal)
-    if secret := os.environ.get(WORKER_SECRET_ENV):  # a GPU node's worker (worker.auth)
+    if secret := WorkerSettings().secret:  # a GPU node's worker (worker.auth)
         app = RequireSecret(app, secret)
     config = uvicorn.Config(
         app,
