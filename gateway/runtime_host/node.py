@@ -21,7 +21,8 @@ the node from routing after `node_ttl_s` without heartbeats. The node has no dat
 runs is the gateway's desired state, which it converges on again after a restart, so its
 supervisor keeps launches in memory and routes nothing itself (the gateway routes to the workers
 its heartbeats list). It lives in the composition layer because it speaks the gateway's
-heartbeat protocol and reads the gateway's settings (cluster secret, logging).
+heartbeat protocol and reads the gateway's settings type (cluster secret, node token, logging, catalog):
+a node is configured by the same file and MODELPORT_* variables as the gateways it serves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -220,7 +220,8 @@ def read_token(path: Path | None) -> str:
                 f"modelport node: cannot read --node-token-file {path}: {exc}"
             ) from None
     else:
-        token = os.environ.get("MODELPORT_NODE_TOKEN", "").strip()
+        configured = Settings().node_token  # MODELPORT_NODE_TOKEN (or node_token in the config)
+        token = configured.get_secret_value().strip() if configured else ""
     if not token:
         raise SystemExit(
             "modelport node: no node token: set MODELPORT_NODE_TOKEN or --node-token-file (the "
