@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
 
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.db.tables import Option
@@ -51,7 +52,10 @@ async def launch_starters(runtime: Supervisor, sessions: Any) -> None:
         if await session.get(Option, STARTERS_DONE) is not None:
             return
         session.add(Option(key=STARTERS_DONE, value="1"))
-        await session.commit()
+        try:
+            await session.commit()
+        except IntegrityError:  # another process of `--workers N` got there first: it launches
+            return
     for spec in STARTERS:
         try:
             await runtime.launch(spec, wait=False)
