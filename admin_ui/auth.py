@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_ui.sessions import Session, SessionStore
+from gateway.services import services_of
 
 COOKIE = "modelport_session"
 CSRF_HEADER = "x-csrf-token"
@@ -60,7 +61,7 @@ async def current(request: Request) -> Session | None:
     if hasattr(request.state, "ui_session"):
         cached: Session | None = request.state.ui_session
         return cached
-    store: SessionStore = request.app.state.ui.sessions
+    store: SessionStore = services_of(request).ui.sessions
     sid = store.parse(request.cookies.get(COOKIE))
     session = None if sid is None else await store.lookup(sid, fresh=reads_row(request))
     request.state.ui_session = session

@@ -1,10 +1,10 @@
-"""Plugs the admin UI into the app (called from gateway.app._install_extensions).
+"""The admin UI's factory and routes (called from gateway.app.create_app).
 
-Pages live under /ui (/ redirects there), static files under /ui/static. The UI's state (session
-store, login limiter, templates) hangs on app.state.ui; `app.state.admin_session_check` lets a
-logged-in UI session use the One API admin API too (see admin_ui.auth.api_session_check). Ended
-sessions are announced on the cluster bus (`ui_sessions`), which gateway.cluster.integration
-installs after this module, so the wiring waits for startup.
+Pages live under /ui (/ redirects there), static files under /ui/static. `build_ui` makes the
+UI's state (session store, login limiter, templates), the services' `ui`, whose `admin_session`
+lets a logged-in UI session use the One API admin API too (admin_ui.auth.api_session_check).
+`start_ui` creates the admin user from MODELPORT_ADMIN_PASSWORD and announces ended sessions on
+the cluster bus (`ui_sessions`).
 """
 
 from __future__ import annotations
@@ -39,25 +39,26 @@ from admin_ui.web import (
     save_session,
 )
 from gateway.auth.secrets import load_or_create_key
+from gateway.services import Services
 
 log = logging.getLogger("modelport.ui")
 
 
-def install(app: FastAPI) -> None:
-    settings = app.state.settings
+def build_ui(services: Services) -> UIState:
+    settings = services.settings
     secret = (
         settings.secret_key.get_secret_value()
         if settings.secret_key
         else load_or_create_key(settings.home)
     )
-    store = SessionStore(auth.derive_key(secret), app.state.sessions, app.state.box)
-    app.state.ui = UIState(
-        sessions=store,
-        limiter=app.state.guards.ui_login,
+    return UIState(
+        sessions=SessionStore(auth.derive_key(secret), services.sessions, services.box),
+        limiter=services.guards.ui_login,
         templates=make_templates(),
     )
-    app.state.admin_session_check = auth.api_session_check
 
+
+def install(app: FastAPI) -> None:
     app.include_router(login.router, prefix="/ui", include_in_schema=False)
     for page in (dashboard, channels, tokens, models, prices, logs, fastgpt, playground):
         app.include_router(
@@ -80,23 +81,20 @@ def install(app: FastAPI) -> None:
             return Response(status_code=401, headers={"HX-Redirect": target})
         return RedirectResponse(target, 303)
 
-    async def create_admin(app: FastAPI) -> None:
-        password = app.state.settings.admin_password
-        if password is not None and await login.ensure_admin_user(
-            app.state.sessions, "admin", password.get_secret_value()
-        ):
-            log.info("created admin user 'admin' from MODELPORT_ADMIN_PASSWORD")
 
-    async def share_sessions(app: FastAPI) -> None:
-        bus = app.state.bus
+async def start_ui(services: Services, ui: UIState) -> None:
+    password = services.settings.admin_password
+    if password is not None and await login.ensure_admin_user(
+        services.sessions, "admin", password.get_secret_value()
+    ):
+        log.info("created admin user 'admin' from MODELPORT_ADMIN_PASSWORD")
+    bus, store = services.bus, ui.sessions
 
-        async def ended(msg: dict[str, Any]) -> None:
-            store.forget(msg.get("digest"))  # none (all ended, or Redis reconnected): drop all
+    async def ended(msg: dict[str, Any]) -> None:
+        store.forget(msg.get("digest"))  # none (all ended, or Redis reconnected): drop all
 
-        async def announce(digest: str | None) -> None:
-            await bus.publish("ui_sessions", digest=digest)
+    async def announce(digest: str | None) -> None:
+        await bus.publish("ui_sessions", digest=digest)
 
-        bus.on("ui_sessions", ended)
-        store.announce = announce
-
-    app.state.startup_hooks.extend((create_admin, share_sessions))
+    bus.on("ui_sessions", ended)
+    store.announce = announce

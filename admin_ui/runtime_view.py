@@ -1,4 +1,4 @@
-"""What the UI shows of the local runtime (app.state.runtime, a Supervisor; app.state.catalog).
+"""What the UI shows of the local runtime (the services' runtime, a Supervisor, and catalog).
 
 `describe` turns the supervisor's instance description into the few numbers the pages show
 (memory summed over replicas, a progress fraction), so templates stay free of arithmetic.
@@ -10,13 +10,15 @@ from typing import Any
 
 from fastapi import Request
 
+from gateway.services import services_of
+
 
 def runtime_of(request: Request) -> Any:
-    return getattr(request.app.state, "runtime", None)
+    return services_of(request).runtime
 
 
 def catalog_of(request: Request) -> Any:
-    return getattr(request.app.state, "catalog", None)
+    return services_of(request).catalog
 
 
 def describe(d: dict[str, Any]) -> dict[str, Any]:

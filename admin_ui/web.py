@@ -1,4 +1,4 @@
-"""What every UI route shares: the UI's state on app.state.ui, the login/CSRF dependency, and
+"""What every UI route shares: the UI's state (the services' `ui`), the login/CSRF dependency, and
 template rendering with the session's CSRF token and flash messages filled in."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from admin_ui import auth
 from admin_ui.sessions import SessionStore
 from gateway import __version__
 from gateway.auth.guard import AttemptLimiter
+from gateway.services import services_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,6 +34,10 @@ class UIState:
     limiter: AttemptLimiter  # failed logins, per client address and per username
     templates: Jinja2Templates
     setup_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def admin_session(self, request: Request) -> bool:
+        """For gateway.deps.require_admin: a UI session may call /api/* (admin_ui.auth)."""
+        return await auth.api_session_check(request)
 
 
 def make_templates() -> Jinja2Templates:
@@ -63,7 +68,9 @@ def format_ago(value: float | int | None) -> str:
 
 
 def ui_state(request: Request) -> UIState:
-    return request.app.state.ui
+    ui = services_of(request).ui
+    assert ui is not None  # these routes exist only where the UI was built
+    return ui
 
 
 async def form_of(request: Request) -> FormData:

@@ -1,19 +1,21 @@
-"""Composition root: `create_app(settings)` builds every service and hangs it on app.state.
+"""Composition root: `create_app(settings)` composes the services with explicit factories
+(`build_gateway`, `build_cluster`, `build_runtime`, the UI's `build_ui`), stores them once as
+`app.state.services` (gateway.services), mounts the routers and runs one AsyncExitStack lifespan.
 
 Nothing here is module-level state: tests build as many independent apps as they like.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from gateway import __version__
@@ -23,48 +25,30 @@ from gateway.admin_api import logs as admin_logs
 from gateway.admin_api import prices as admin_prices
 from gateway.admin_api import status as admin_status
 from gateway.admin_api import tokens as admin_tokens
-from gateway.auth.guard import Guards
-from gateway.auth.secrets import SecretBox, load_or_create_key
-from gateway.auth.tokens import TokenAuthenticator
-from gateway.billing.prices import PriceBook
-from gateway.billing.usage import UsageWriter
-from gateway.bootstrap import admin_token_hash, ensure_channels, ensure_tokens, load_prices
-from gateway.changes import LocalChanges, SilentNotifier
-from gateway.channels.monitor import ChannelMonitor
-from gateway.channels.routes import remote_entries
-from gateway.channels.service import ChannelService
-from gateway.cluster.namespace import namespace
-from gateway.cluster.publishing import PublishingChanges
-from gateway.cluster.pubsub import ClusterBus
-from gateway.db.engine import make_engine, make_sessionmaker, pool_exhausted, upgrade
+from gateway.cluster.api import router as cluster_router
+from gateway.cluster.integration import Cluster, build_cluster
+from gateway.compose import build_gateway, start_gateway
 from gateway.deps import require_admin
 from gateway.error_handlers import OPENAI_ERROR_RESPONSES, install_error_handlers
-from gateway.health import HealthChecks, liveness, readiness
-from gateway.limits import make_limiter
-from gateway.logging import configure_logging
-from gateway.metrics import CIRCUIT_VALUE, CONTENT_TYPE, Metrics
+from gateway.export.router import router as export_router
+from gateway.health import liveness, readiness
+from gateway.metrics import CONTENT_TYPE
 from gateway.middleware import GatewayMiddleware
+from gateway.model_info import ServedModel
 from gateway.relay.audio.router import router as audio_router
 from gateway.relay.audio.speech_router import router as speech_router
 from gateway.relay.chat.router import router as chat_router
 from gateway.relay.completions.router import router as completions_router
-from gateway.relay.dispatch import Dispatcher
 from gateway.relay.embeddings.router import router as embeddings_router
 from gateway.relay.images import files as image_files
-from gateway.relay.images.files import ImageLinks
 from gateway.relay.images.router import router as images_router
 from gateway.relay.models.router import router as models_router
 from gateway.relay.models.service import ModelDirectory
 from gateway.relay.rerank.router import router as rerank_router
-from gateway.relay.service import RelayService
-from gateway.routing import HealthTracker, RouteTable
+from gateway.runtime_host.integration import HostedRuntime, build_runtime, runtime_routers
 from gateway.security import rotation
-from gateway.security.ssrf import Allow, safe_fetch
+from gateway.services import Services, ServicesDep
 from gateway.settings import Settings
-from gateway.tokens.service import TokenService
-from gateway.upstreams.base import Endpoint
-from gateway.upstreams.registry import build_upstreams
-from local_runtime import image_links
 
 log = logging.getLogger("modelport")
 
@@ -75,193 +59,17 @@ UPLOAD_PATHS = ("/v1/audio/transcriptions", "/v1/audio/translations", "/ui/playg
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(
-        settings.db_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout_s,
-    )
-    sessions = make_sessionmaker(engine)
-    secret = (
-        settings.secret_key.get_secret_value()
-        if settings.secret_key
-        else load_or_create_key(settings.home)
-    )
-    box = SecretBox(secret, [k.get_secret_value() for k in settings.old_secret_keys])
-
-    configure_logging(settings.log_format, settings.log_level)
-    routes = RouteTable()
-    health = HealthTracker(
-        threshold=settings.circuit_threshold, cooldown=settings.circuit_cooldown_s
-    )
-    upstreams = build_upstreams()
-    for upstream in upstreams.values():
-        if hasattr(upstream, "max_response_bytes"):
-            upstream.max_response_bytes = settings.max_response_bytes
-        if hasattr(upstream, "allow"):
-            upstream.allow = Allow.of(settings.upstream_allow)
-    prices = PriceBook(routes=routes)
-    usage = UsageWriter(
-        sessions, interval=settings.usage_flush_interval_s, batch_size=settings.usage_batch_size
-    )
-    metrics = Metrics()
-    limiter = make_limiter(settings)
-    dispatcher = Dispatcher(routes, health, upstreams, retries=settings.retries)
-    relay = RelayService(
-        dispatcher,
-        prices,
-        usage,
-        sessions,
-        limiter=limiter,
-        metrics=metrics,
-        max_stream_bytes=settings.max_response_bytes,
-    )
-    admin_hash: dict[str, str | None] = {"value": None}
-    guards = Guards.from_limits(
-        admin_token=settings.admin_token_failures,
-        api_key=settings.api_key_failures,
-        ui_login=settings.ui_login_failures,
-        window_s=settings.auth_failure_window_s,
-    )
-    auth = TokenAuthenticator(
-        sessions, admin_hash=lambda: admin_hash["value"], guard=guards.api_key
-    )
-
-    async def reload_routes() -> None:
-        routes.set_remote(await remote_entries(sessions, box, settings))
-
-    async def reload_prices() -> None:
-        async with sessions() as session:
-            prices.replace(await load_prices(session, settings))
-
-    # the change bus: applied here, then published to the other processes (gateway.changes);
-    # two installations may share one Redis (cluster.namespace)
-    bus = ClusterBus(settings.redis_url, prefix=namespace(settings), sessions=sessions)
-    changes = PublishingChanges(
-        LocalChanges(
-            reload_routes=reload_routes,
-            invalidate_tokens=auth.invalidate,
-            reload_prices=reload_prices,
-        ),
-        bus,
-    )
-    monitor = ChannelMonitor(
-        sessions=sessions,
-        routes=routes,
-        health=health,
-        upstreams=upstreams,
-        box=box,
-        settings=settings,
-        reload_routes=changes.routes_changed,
-    )
-    if settings.auto_disable_channels:
-
-        def disable(ep: Endpoint, reason: str) -> None:
-            monitor.disable(ep, reason)
-            changes.channel_disabled(ep.channel_id)
-
-        dispatcher.on_disable = disable
-    _register_gauges(metrics, health, usage, limiter, relay)
-    metrics.register_gauge(
-        "modelport_db_pool_exhausted",
-        "callers that found every database connection busy for db_pool_timeout_s (each a 503)",
-        lambda: pool_exhausted(engine),
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(upgrade, settings.db_url)
-        async with sessions() as session:
-            admin_hash["value"] = await admin_token_hash(session, settings)
-            prices.replace(await load_prices(session, settings))
-        # nothing is cached yet and routes load just below: startup writes announce nothing
-        await ensure_tokens(tokens.with_notifier(SilentNotifier()), settings)
-        await ensure_channels(channels.with_notifier(SilentNotifier()), settings)
-        await reload_routes()
-        usage.start()
-        monitor.start()
-        for hook in app.state.startup_hooks:
-            await hook(app)
-        try:
-            yield
-        finally:
-            # uvicorn has stopped accepting and waited for in-flight requests (up to its
-            # timeout_graceful_shutdown); streams it let go of are drained here, then usage is
-            # flushed and workers are stopped (runtime hook).
-            await relay.drain(settings.shutdown_drain_s)
-            await monitor.close()
-            for hook in reversed(app.state.shutdown_hooks):
-                await hook(app)
-            await usage.close()
-            await limiter.aclose()
-            await app.state.health_checks.aclose()
-            for upstream in {id(u): u for u in upstreams.values()}.values():
-                await upstream.aclose()
-            await engine.dispose()
-
+    services, parts = compose(settings or Settings())
+    settings = services.settings
     app = FastAPI(
         title="modelport",
         version=__version__,
-        lifespan=lifespan,
+        lifespan=_lifespan(services, parts),
         docs_url="/docs" if settings.docs else None,
         redoc_url="/redoc" if settings.docs else None,
     )
-    state = app.state
-    state.settings = settings
-    state.engine = engine
-    state.sessions = sessions
-    state.box = box
-    state.routes = routes
-    state.health = health
-    state.upstreams = upstreams
-    state.prices = prices
-    state.usage = usage
-    state.dispatcher = dispatcher
-    state.relay = relay
-    state.auth = auth
-    state.guards = guards
-    state.metrics = metrics
-    state.limiter = limiter
-    state.monitor = monitor
-    state.admin_hash = lambda: admin_hash["value"]
-    state.changes = changes
-    state.bus = bus
-    # every channel and token write goes through these; they announce on the change bus
-    channels = ChannelService(
-        sessions=sessions,
-        box=box,
-        settings=settings,
-        upstreams=upstreams,
-        health=health,
-        notifier=changes,
-    )
-    tokens = TokenService(sessions=sessions, notifier=changes)
-    state.channels = channels
-    state.tokens = tokens
-    state.models = ModelDirectory(relay)
-    state.runtime = None
-    state.start_time = int(time.time())
-    state.startup_hooks = []
-    state.shutdown_hooks = []
-
-    async def fetch(url: str, **kw: Any) -> Any:
-        """Fetch a caller-supplied URL through the SSRF guard (for surfaces and the runtime)."""
-        kw.setdefault("max_bytes", settings.fetch_max_bytes)
-        kw.setdefault("allow", settings.fetch_allow)
-        kw.setdefault("max_redirects", settings.fetch_max_redirects)
-        return await safe_fetch(url, **kw)
-
-    state.fetch = fetch
-    image_files.install(
-        app,
-        ImageLinks(
-            folder=settings.files_dir / "images",
-            key=image_links.derive_key(secret),
-            ttl_s=settings.image_link_ttl_s,
-        ),
-    )
+    app.state.services = services  # the only attribute of ours (tests/gateway/test_composition.py)
+    app.include_router(image_files.router)
 
     v1 = APIRouter(prefix="/v1", responses=OPENAI_ERROR_RESPONSES)
     for r in (
@@ -298,8 +106,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(api, tags=["Admin API"])
 
+    for r in runtime_routers(services):
+        app.include_router(r)
+    app.include_router(cluster_router)
+    app.include_router(
+        export_router, prefix="/api", dependencies=[Depends(require_admin)], tags=["Admin API"]
+    )
+    if parts.ui is not None:
+        parts.ui.install(app)
+
     # liveness and readiness (gateway.health says which probe is which, and why)
-    state.health_checks = HealthChecks(sessions, settings.redis_url)
     app.add_api_route("/health", liveness, include_in_schema=False)
     app.add_api_route("/health/ready", readiness, include_in_schema=False)
 
@@ -307,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False, dependencies=metrics_deps)
     async def metrics_route() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 
     install_error_handlers(app)
     app.add_middleware(
@@ -317,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_paths=UPLOAD_PATHS,
         max_headers=settings.max_header_count,
         max_header_bytes=settings.max_header_bytes,
-        metrics=metrics,
+        metrics=services.metrics,
     )
     if settings.cors_origins:  # closed unless configured
         app.add_middleware(
@@ -327,12 +143,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["x-request-id"],
         )
-    _install_extensions(app)
     return app
 
 
-async def _circuits(request: Request) -> dict[str, Any]:
-    snap = request.app.state.health.snapshot()
+async def _circuits(services: ServicesDep) -> dict[str, Any]:
+    snap = services.health.snapshot()
     return {
         "success": True,
         "message": "",
@@ -343,49 +158,77 @@ async def _circuits(request: Request) -> dict[str, Any]:
     }
 
 
-def _register_gauges(metrics: Metrics, health: Any, usage: Any, limiter: Any, relay: Any) -> None:
-    def circuits() -> dict[tuple[str, ...], float]:
-        return {(eid,): CIRCUIT_VALUE[st] for eid, (st, _) in health.snapshot().items()}
+@dataclass(frozen=True)
+class Parts:
+    """What the lifespan starts besides the gateway's own services, in this order."""
 
-    metrics.register_gauge(
-        "modelport_circuit_state",
-        "per endpoint: 0 closed, 1 half-open, 2 open (endpoints never failed are absent)",
-        circuits,
-        ("endpoint",),
-    )
-    metrics.register_gauge(
-        "modelport_usage_backlog", "usage rows waiting to be written", lambda: len(usage._pending)
-    )
-    metrics.register_gauge(
-        "modelport_usage_dropped", "usage rows dropped (backlog full)", lambda: usage.dropped
-    )
-    metrics.register_gauge(
-        "modelport_usage_rejected",
-        "usage rows the database refused, dropped (their quota settlement was kept)",
-        lambda: usage.rejected,
-    )
-    metrics.register_gauge(
-        "modelport_limiter_in_flight", "requests holding a concurrency slot", limiter.in_flight
-    )
-    metrics.register_gauge(
-        "modelport_open_streams", "streams in flight", lambda: relay.open_streams
-    )
+    cluster: Cluster
+    runtime: HostedRuntime | None
+    ui: Any  # admin_ui.integration, where that package is installed
 
 
-def _install_extensions(app: FastAPI) -> None:
-    """Optional parts (local runtime, admin UI, exports) plug themselves in when present."""
-    import importlib
+def compose(settings: Settings) -> tuple[Services, Parts]:
+    """The explicit factories, in dependency order: the runtime routes through the cluster's node
+    registry and derives its worker keys from the cluster's root; /v1/models lists node workers
+    and, over them, this host's replicas."""
+    core = build_gateway(settings)
+    cluster = build_cluster(core)
+    hosted = build_runtime(core, cluster.nodes, cluster.local_root)
+    ui_module = _optional("admin_ui.integration")
 
-    for module in (
-        "gateway.runtime_host.integration",
-        "admin_ui.integration",
-        "gateway.export.integration",
-        "gateway.cluster.integration",  # last: wraps what the others installed
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.install(app)
+    def local_models() -> dict[str, ServedModel]:
+        return {**cluster.nodes.served_models(), **(hosted.served_models() if hosted else {})}
+
+    models = ModelDirectory(core.relay, local=local_models)
+    if hosted is not None:
+        models.pending = hosted.pending  # launched but not serving: a 503, not a 404
+        core.dispatcher.not_ready = models.not_ready
+    services = replace(
+        core,
+        models=models,
+        nodes=cluster.nodes,
+        heartbeat_replays=cluster.heartbeat_replays,
+        runtime=hosted.runtime if hosted else None,
+        catalog=hosted.catalog if hosted else None,
+        host_runtime=hosted.host if hosted else None,
+        ui=ui_module.build_ui(core) if ui_module else None,
+    )
+    return services, Parts(cluster=cluster, runtime=hosted, ui=ui_module)
+
+
+def _lifespan(services: Services, parts: Parts) -> Any:
+    """One exit stack: each part pushes its cleanup as it starts, so shutdown runs them in
+    reverse (in-flight streams drained first, the database engine disposed last), and a part
+    that fails to start still has everything before it cleaned up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await start_gateway(services, stack)
+            await stack.enter_async_context(image_files.sweeping(services.image_links))
+            if parts.runtime is not None:
+                await parts.runtime.start(stack)
+            if parts.ui is not None and services.ui is not None:
+                await parts.ui.start_ui(services, services.ui)
+            await parts.cluster.start(stack)
+            if parts.runtime is not None:
+                parts.runtime.host.start()
+                stack.push_async_callback(parts.runtime.host.close)
+            services.monitor.start()
+            stack.push_async_callback(services.monitor.close)
+            # uvicorn has stopped accepting and waited for in-flight requests (up to its
+            # timeout_graceful_shutdown); streams it let go of are drained first
+            stack.push_async_callback(services.relay.drain, services.settings.shutdown_drain_s)
+            yield
+
+    return lifespan
+
+
+def _optional(module: str) -> Any:
+    """The admin UI is a separate package: absent, the app serves the APIs alone."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None

@@ -27,11 +27,18 @@ class ChangeNotifier(Protocol):
 class ChangeBus(ChangeNotifier, Protocol):
     """The whole bus the app injects: the services' announcements plus prices and auto-disable."""
 
+    @property
+    def local(self) -> LocalChanges:
+        """This process's half: what startup and a change received from elsewhere apply."""
+
     async def prices_changed(self) -> None:
         """Model prices or options changed: reload the price book."""
 
     def channel_disabled(self, channel_id: int) -> None:
         """The relay auto-disabled a channel (synchronous: called from the dispatcher)."""
+
+    async def aclose(self) -> None:
+        """Finish what is still being announced (before the cluster bus closes)."""
 
 
 class LocalChanges:
@@ -48,6 +55,10 @@ class LocalChanges:
         self._invalidate_tokens = invalidate_tokens
         self._reload_prices = reload_prices
 
+    @property
+    def local(self) -> LocalChanges:
+        return self
+
     async def routes_changed(self) -> None:
         await self._reload_routes()
 
@@ -60,6 +71,9 @@ class LocalChanges:
 
     def channel_disabled(self, channel_id: int) -> None:
         # the channel monitor already took it out of this process's route table
+        return None
+
+    async def aclose(self) -> None:
         return None
 
 

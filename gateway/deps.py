@@ -1,4 +1,5 @@
-"""Dependency aliases: routes reach app state through these, never through globals."""
+"""Dependency aliases: routes reach the services (gateway.services) through these, never through
+globals."""
 
 from __future__ import annotations
 
@@ -14,16 +15,17 @@ from gateway.auth.tokens import Caller
 from gateway.channels.service import ChannelService
 from gateway.errors import AuthenticationFailed
 from gateway.relay.service import RelayService
+from gateway.services import services_of
 from gateway.settings import Settings
 from gateway.tokens.service import TokenService
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return services_of(request).settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessions() as session:
+    async with services_of(request).sessions() as session:
         yield session
 
 
@@ -32,7 +34,7 @@ async def current_caller(request: Request) -> Caller:
     if known is not None:  # already authenticated from the headers (relay UploadRoute)
         return known
     client = request.client.host if request.client else None
-    caller: Caller = await request.app.state.auth.authenticate(
+    caller: Caller = await services_of(request).auth.authenticate(
         request.headers.get("authorization"), client
     )
     request.state.caller = caller
@@ -40,15 +42,15 @@ async def current_caller(request: Request) -> Caller:
 
 
 async def get_relay(request: Request) -> RelayService:
-    return request.app.state.relay
+    return services_of(request).relay
 
 
 async def get_channels(request: Request) -> ChannelService:
-    return request.app.state.channels
+    return services_of(request).channels
 
 
 async def get_tokens(request: Request) -> TokenService:
-    return request.app.state.tokens
+    return services_of(request).tokens
 
 
 async def require_admin(request: Request) -> None:
@@ -56,8 +58,8 @@ async def require_admin(request: Request) -> None:
 
     Async on purpose: FastAPI would run a plain function in its thread pool, a thread hop on
     every admin call, and the UI session lookup is async (database) anyway."""
-    session_check = getattr(request.app.state, "admin_session_check", None)
-    if session_check is not None and await session_check(request):
+    ui = services_of(request).ui
+    if ui is not None and await ui.admin_session(request):
         return
     if is_admin_token(request, parse_authorization(request.headers.get("authorization"))):
         return
@@ -76,11 +78,11 @@ def is_admin_token(request: Request, key: str | None) -> bool:
     (429 with Retry-After), even for the right token, until the window has passed."""
     if not key:
         return False
-    guard: AttemptLimiter = request.app.state.guards.admin_token
+    guard: AttemptLimiter = services_of(request).guards.admin_token
     client = request.client.host if request.client else None
     keys = (address_key(client),)
     guard.acquire_or_raise(keys, "failed admin-token attempts", client)
-    expected = request.app.state.admin_hash()
+    expected = services_of(request).admin_hash()
     ok = bool(expected and same_digest(hash_key(key), expected))
     guard.release(keys, failed=not ok)
     return ok

@@ -25,6 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.services import services_of
+
 CHECK_S = 1.0
 
 
@@ -70,10 +72,10 @@ class HealthChecks:
 
 
 async def liveness(request: Request) -> JSONResponse:
-    body, _ = await request.app.state.health_checks.report()
+    body, _ = await services_of(request).health_checks.report()
     return JSONResponse(body)
 
 
 async def readiness(request: Request) -> JSONResponse:
-    body, database_ok = await request.app.state.health_checks.report()
+    body, database_ok = await services_of(request).health_checks.report()
     return JSONResponse(body, status_code=200 if database_ok else 503)

@@ -68,7 +68,7 @@ class Gateway:
         import asyncio
 
         loop = self.server.server_loop
-        asyncio.run_coroutine_threadsafe(self.app.state.usage.flush(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(self.app.state.services.usage.flush(), loop).result(30)
 
     def stop(self) -> None:
         self.admin.close()

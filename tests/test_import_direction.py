@@ -31,7 +31,13 @@ GATEWAY_TO_RUNTIME = {
 }
 
 # where the two halves meet: free to import both
-COMPOSITION = ("gateway/app.py", "gateway/cli.py", "gateway/runtime_host/")
+COMPOSITION = (
+    "gateway/app.py",
+    "gateway/cli.py",
+    "gateway/compose.py",
+    "gateway/services.py",  # the typed services object names the runtime's and the UI's parts
+    "gateway/runtime_host/",
+)
 
 
 def crossings(packages: tuple[str, ...], targets: tuple[str, ...]) -> set[tuple[str, str]]:

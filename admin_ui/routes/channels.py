@@ -19,6 +19,7 @@ from gateway.channels.service import ChannelRefused, ChannelService
 from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate, split_csv
 from gateway.db.tables import Channel, ChannelStatus
+from gateway.services import services_of
 from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channels")
@@ -59,12 +60,12 @@ def _form_fields(form: FormData) -> dict[str, Any]:
 
 
 def _service(request: Request) -> ChannelService:
-    service: ChannelService = request.app.state.channels
+    service: ChannelService = services_of(request).channels
     return service
 
 
 def _health(request: Request, ch: Channel) -> str:
-    return str(request.app.state.health.state(f"{ch.id}@{ch.base_url}"))
+    return str(services_of(request).health.state(f"{ch.id}@{ch.base_url}"))
 
 
 @router.post("/fetch-models")
@@ -103,7 +104,7 @@ def _models_field(
 
 @router.get("")
 async def list_page(request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         rows = [c for c in await crud.all_channels(db) if not c.builtin]
     return render(
         request,

@@ -8,13 +8,14 @@ from starlette.responses import Response
 from admin_ui import charts, runtime_view, stats
 from admin_ui.web import UserDep, render
 from gateway.db.crud.channels import all_channels
+from gateway.services import services_of
 
 router = APIRouter()
 
 
 @router.get("")
 async def dashboard(request: Request, session: UserDep) -> Response:
-    state = request.app.state
+    state = services_of(request)
     range_name = request.query_params.get("range", "24h")
     if range_name not in stats.RANGES:
         range_name = "24h"

@@ -19,6 +19,7 @@ from gateway.export.fastgpt import (
     push_models,
 )
 from gateway.export.service import KEY_PLACEHOLDER, load_overrides, save_override, served_models
+from gateway.services import services_of
 
 router = APIRouter(prefix="/fastgpt")
 FILENAMES = {"config": "config.json", "models": "model-config.json"}
@@ -27,12 +28,12 @@ FILENAMES = {"config": "config.json", "models": "model-config.json"}
 def _key(request: Request, given: str) -> str:
     if given:
         return given
-    initial = request.app.state.settings.initial_token
+    initial = services_of(request).settings.initial_token
     return initial.get_secret_value() if initial else KEY_PLACEHOLDER
 
 
 async def _export(request: Request, fmt: str, api_key: str) -> tuple[Any, dict[str, Any]]:
-    state = request.app.state
+    state = services_of(request)
     async with state.sessions() as db:
         overrides = await load_overrides(db)
     data = export_fastgpt(
@@ -61,7 +62,7 @@ async def page(request: Request, session: UserDep) -> Response:
         previews = {"config": _pretty(config), "models": _pretty(models)}
     except FastGPTExportError as exc:
         error = str(exc)
-    served = served_models(request.app.state.models)
+    served = served_models(services_of(request).models)
     return render(
         request,
         "fastgpt.html",
@@ -102,7 +103,7 @@ async def override(request: Request, session: UserDep) -> Response:
     except ValueError as exc:
         flash(session, f"{model}: {exc}", "error")
         return RedirectResponse("/ui/fastgpt#overrides", 303)
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         await save_override(db, model=model, data=data)
     flash(session, f"saved the override of {model}" if data else f"removed the override of {model}")
     return RedirectResponse("/ui/fastgpt#overrides", 303)

@@ -18,13 +18,14 @@ from gateway.auth.passwords import hash_password, verify_password
 from gateway.db.tables import AdminUser
 from gateway.deps import is_admin_token
 from gateway.errors import RateLimited
+from gateway.services import services_of
 
 router = APIRouter()
 MIN_PASSWORD = 8
 
 
 async def admin_exists(request: Request) -> bool:
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         return bool((await db.exec(select(func.count()).select_from(AdminUser))).one())
 
 
@@ -94,7 +95,7 @@ async def setup_submit(
         if await admin_exists(request):
             return RedirectResponse("/ui/login", 303)
         pw_hash = await run_in_threadpool(hash_password, password)
-        async with request.app.state.sessions() as db:
+        async with services_of(request).sessions() as db:
             db.add(AdminUser(username=username, password_hash=pw_hash))
             try:
                 await db.commit()
@@ -147,7 +148,7 @@ async def login_submit(
         )
     valid = None
     try:
-        async with request.app.state.sessions() as db:
+        async with services_of(request).sessions() as db:
             user = (await db.exec(select(AdminUser).where(AdminUser.username == username))).first()
         valid = user is not None and await run_in_threadpool(
             verify_password, user.password_hash, password

@@ -13,6 +13,7 @@ from admin_ui.web import UserDep, render
 from gateway.db.crud.channels import all_channels
 from gateway.db.crud.logs import LogFilter, list_logs, log_stat
 from gateway.db.tables import UsageLog
+from gateway.services import services_of
 
 router = APIRouter(prefix="/logs")
 PAGE_SIZE = 50
@@ -41,7 +42,7 @@ async def list_page(request: Request, session: UserDep) -> Response:
     )
     raw_page = request.query_params.get("p", "0")
     page = int(raw_page) if raw_page.isdigit() else 0
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         rows, total = await list_logs(db, flt=flt, page=page, page_size=PAGE_SIZE)
         stat = await log_stat(db, flt=flt)
         channels = [c for c in await all_channels(db) if not c.builtin]
@@ -64,7 +65,7 @@ async def list_page(request: Request, session: UserDep) -> Response:
 
 @router.get("/{log_id}")
 async def detail(log_id: int, request: Request, session: UserDep) -> Response:
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         row = await db.get(UsageLog, log_id)
     template = "partials/log_detail.html" if request.headers.get("hx-request") else "log_page.html"
     return render(

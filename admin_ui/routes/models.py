@@ -1,7 +1,7 @@
 """Models: the catalog (search, type and ability filters; grouped by type; each family marked
 ready to launch offline or with the download it needs), launch with Xinference's parameters,
 running instances (status, replicas, memory, uptime, idle timer, progress, logs, terminate) and
-custom model registration. Talks to app.state.runtime (the Supervisor) and app.state.catalog."""
+custom model registration. Talks to the services' runtime (the Supervisor) and catalog."""
 
 from __future__ import annotations
 

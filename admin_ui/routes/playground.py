@@ -1,6 +1,6 @@
 """Playground: chat (streamed), embeddings similarity, transcription, image generation.
 
-The browser holds no sk- key, so these endpoints relay server-side through app.state.relay as
+The browser holds no sk- key, so these endpoints relay server-side through the services' relay as
 the admin caller (gateway.auth.tokens.ADMIN_CALLER): the same routing, failover and usage logs as
 /v1/*, with requests logged under the token name "admin".
 """
@@ -25,6 +25,7 @@ from gateway.errors import InvalidRequest, ModelportError
 from gateway.export.service import served_models
 from gateway.relay.chat.protocol import ChatCompletionRequest
 from gateway.relay.service import RelayCall
+from gateway.services import services_of
 from gateway.upstreams.base import UploadPart, UpstreamRequest
 
 router = APIRouter(prefix="/playground")
@@ -52,7 +53,7 @@ def _call(
 async def _json_result(request: Request, call: RelayCall) -> tuple[dict[str, Any] | None, str]:
     """Runs a non-streaming call: (parsed body, "") or (None, error message)."""
     try:
-        resp = await request.app.state.relay.run(call)
+        resp = await services_of(request).relay.run(call)
     except ModelportError as exc:
         return None, exc.message
     try:
@@ -67,7 +68,7 @@ async def _json_result(request: Request, call: RelayCall) -> tuple[dict[str, Any
 
 @router.get("")
 async def page(request: Request, session: UserDep) -> Response:
-    served = served_models(request.app.state.models)
+    served = served_models(services_of(request).models)
     by_type: dict[str, list[str]] = {}
     for m in served:
         by_type.setdefault(m.kind, []).append(m.id)
@@ -101,9 +102,11 @@ async def chat(request: Request, session: UserDep) -> Response:
         req.model,
         body,
         estimate_prompt=lambda: count_messages(req.messages),
-        max_output_tokens=req.output_bound(request.app.state.settings.default_max_tokens_estimate),
+        max_output_tokens=req.output_bound(
+            services_of(request).settings.default_max_tokens_estimate
+        ),
     )
-    return await request.app.state.relay.run(call)
+    return await services_of(request).relay.run(call)
 
 
 def _cosine(a: list[float], b: list[float]) -> float:

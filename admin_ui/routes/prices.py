@@ -11,13 +11,14 @@ from starlette.responses import RedirectResponse, Response
 from admin_ui.web import UserDep, flash, form_of, form_str, render
 from gateway.admin_api.envelope import first_error
 from gateway.billing import price_admin as svc
+from gateway.services import services_of
 
 router = APIRouter(prefix="/prices")
 
 
 @router.get("")
 async def page(request: Request, session: UserDep) -> Response:
-    st = request.app.state
+    st = services_of(request)
     q = request.query_params.get("q", "").strip()
     return render(
         request,
@@ -38,9 +39,9 @@ async def save(request: Request, session: UserDep) -> Response:
     except ValidationError as exc:
         flash(session, f"price not saved: {first_error(exc)}", "error")
         return RedirectResponse("/ui/prices", 303)
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         await svc.save_price(db, data)
-    await request.app.state.changes.prices_changed()
+    await services_of(request).changes.prices_changed()
     flash(session, f"{data.model}: {data.input:g} USD in, {data.output:g} USD out per 1M tokens")
     return RedirectResponse("/ui/prices", 303)
 
@@ -48,10 +49,10 @@ async def save(request: Request, session: UserDep) -> Response:
 @router.post("/delete")
 async def delete(request: Request, session: UserDep) -> Response:
     model = form_str(await form_of(request), "model")
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         found = await svc.delete_price(db, model)
     if found:
-        await request.app.state.changes.prices_changed()
+        await services_of(request).changes.prices_changed()
         flash(session, f"{model}: admin price removed, the config or default price applies")
     else:
         flash(session, f"{model} has no admin price", "error")

@@ -21,6 +21,7 @@ from gateway.admin_api.envelope import first_error
 from gateway.db.crud import tokens as crud
 from gateway.db.models import TokenCreate, TokenUpdate
 from gateway.db.tables import TokenStatus
+from gateway.services import services_of
 from gateway.tokens.service import TokenService
 
 router = APIRouter(prefix="/tokens")
@@ -55,7 +56,7 @@ def _fields(form: FormData) -> dict[str, Any]:
 
 
 def _service(request: Request) -> TokenService:
-    service: TokenService = request.app.state.tokens
+    service: TokenService = services_of(request).tokens
     return service
 
 
@@ -67,7 +68,7 @@ def _as_local(ts: int) -> str:
 async def list_page(request: Request, session: UserDep) -> Response:
     page = max(int(request.query_params.get("p", "0") or 0), 0)
     keyword = request.query_params.get("q", "")
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         rows, total = await crud.list_tokens(db, page=page, page_size=PAGE_SIZE, keyword=keyword)
         usage = await stats.token_usage(
             db, [r.id for r in rows if r.id], since=time.time() - USAGE_DAYS * 86400
@@ -109,7 +110,7 @@ async def create(request: Request, session: UserDep) -> Response:
 
 async def _form_error(request: Request, session: Any, error: str, form: FormData) -> Response:
     flash(session, error, "error")
-    async with request.app.state.sessions() as db:
+    async with services_of(request).sessions() as db:
         rows, total = await crud.list_tokens(db, page_size=PAGE_SIZE)
     return render(
         request,

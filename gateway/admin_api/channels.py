@@ -23,6 +23,7 @@ from gateway.db.crud import channels as crud
 from gateway.db.models import ChannelCreate, ChannelUpdate
 from gateway.db.tables import Channel, ChannelStatus
 from gateway.deps import ChannelsDep, SessionDep
+from gateway.services import services_of
 from gateway.upstreams.registry import CHANNEL_TYPES
 
 router = APIRouter(prefix="/channel")
@@ -72,7 +73,7 @@ async def channel_models(request: Request) -> dict[str, Any]:
     return ok(
         [
             {"id": m, "object": "model", "created": MODEL_CREATED, "owned_by": "modelport"}
-            for m in sorted(request.app.state.routes.models("default"))
+            for m in sorted(services_of(request).routes.models("default"))
         ]
     )
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from gateway.admin_api.envelope import fail, json_body, ok
 from gateway.deps import ChannelsDep, SessionDep, TokensDep
 from gateway.migrate_oneapi.apply import import_channels, import_prices, import_tokens
+from gateway.services import services_of
 
 router = APIRouter(prefix="/import")
 
@@ -27,7 +28,7 @@ async def import_one_api(
             "send {channels: [{...}], tokens: [{...}], prices: [{...}]} "
             "(what `modelport import one-api` sends)"
         )
-    state = request.app.state
+    state = services_of(request)
     notes: list[str] = []
     channels = await import_channels(channel_service, body.get("channels", []), notes)
     tokens = await import_tokens(token_service, body.get("tokens", []), notes)

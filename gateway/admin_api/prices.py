@@ -20,13 +20,14 @@ from gateway.admin_api.envelope import fail, first_error, json_body, ok
 from gateway.billing import price_admin as svc
 from gateway.billing.prices import QUOTA_PER_USD
 from gateway.deps import SessionDep
+from gateway.services import services_of
 
 prices_router = APIRouter(prefix="/price")
 options_router = APIRouter(prefix="/option")
 
 
 def _state(request: Request) -> Any:
-    return request.app.state
+    return services_of(request)
 
 
 @prices_router.get("/")

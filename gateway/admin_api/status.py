@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request
 
 from gateway import __version__
 from gateway.admin_api.envelope import ok
+from gateway.services import services_of
 
 router = APIRouter()
 
 
 @router.get("/status")
 async def status(request: Request) -> dict[str, Any]:
-    state = request.app.state
+    state = services_of(request)
     return ok(
         {
             "version": __version__,

@@ -97,7 +97,7 @@ class AttemptLimiter:
 
 @dataclass(slots=True)
 class Guards:
-    """One limiter per kind of credential; hung on app.state.guards by create_app."""
+    """One limiter per kind of credential; the services' `guards` (gateway.services)."""
 
     admin_token: AttemptLimiter = field(
         default_factory=lambda: AttemptLimiter(limit=ADMIN_TOKEN_FAILURES)

@@ -12,5 +12,5 @@
 - `secret`: each worker launch's own key, derived from the cluster secret or the host's key.
 - `namespace`: the installation's prefix for every Redis key and channel.
 - `changes`: the database change log and node records (they work with Redis away).
-- `integration.install(app)`: wires all of it into an app built by gateway.app.create_app.
+- `integration`: `build_cluster`, the registry and the bus subscriptions for gateway.app.create_app.
 """

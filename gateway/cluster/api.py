@@ -36,6 +36,7 @@ from gateway.errors import (
     NotFound,
     PermissionDenied,
 )
+from gateway.services import services_of
 from local_runtime.spec import LaunchSpec
 
 router = APIRouter(prefix="/api/nodes", tags=["Cluster API"])
@@ -96,7 +97,7 @@ def _parse(raw: bytes, max_workers: int) -> NodeRecord:
 
 @router.post("/heartbeat", summary="A node's heartbeat")
 async def heartbeat(request: Request) -> dict[str, Any]:
-    state = request.app.state
+    state = services_of(request)
     settings = state.settings
     token = parse_authorization(request.headers.get("authorization"))
     if not token:
@@ -147,8 +148,8 @@ async def heartbeat(request: Request) -> dict[str, Any]:
 
 @router.get("", dependencies=Admin, summary="Live nodes, their workers and GPUs")
 async def list_nodes(request: Request) -> dict[str, Any]:
-    await request.app.state.nodes.sync()
-    return ok(request.app.state.nodes.nodes())
+    await services_of(request).nodes.sync()
+    return ok(services_of(request).nodes.nodes())
 
 
 @router.post("/tokens", dependencies=Admin, summary="Issue a node token (shown once)")
@@ -160,14 +161,14 @@ async def issue_token(request: Request) -> dict[str, Any]:
             "name: the node id this token may heartbeat as (--node-id; letters, digits, . _ -)",
             param="name",
         )
-    async with request.app.state.sessions() as session:
+    async with services_of(request).sessions() as session:
         token = await desired.issue_token(session, name=name)
     return ok({"name": name, "token": token})
 
 
 @router.delete("/tokens/{name}", dependencies=Admin, summary="Revoke a node's tokens")
 async def revoke_token(name: str, request: Request) -> dict[str, Any]:
-    async with request.app.state.sessions() as session:
+    async with services_of(request).sessions() as session:
         n = await desired.revoke_tokens(session, name=name)
     if not n:
         raise NotFound(f"no node token named {name!r}")
@@ -176,7 +177,7 @@ async def revoke_token(name: str, request: Request) -> dict[str, Any]:
 
 @router.get("/models", dependencies=Admin, summary="Every model placed on a node")
 async def placed(request: Request) -> dict[str, Any]:
-    async with request.app.state.sessions() as session:
+    async with services_of(request).sessions() as session:
         return ok(await desired.all_placed(session))
 
 
@@ -186,13 +187,13 @@ async def place(request: Request) -> dict[str, Any]:
         spec = LaunchSpec.model_validate(await json_body(request))
     except ValidationError as exc:
         raise InvalidRequest(first_error(exc)) from None
-    spec = await launch.place(request.app.state, spec)
+    spec = await launch.place(services_of(request), spec)
     return ok({"model_uid": spec.uid, "node": spec.node})
 
 
 @router.delete("/{node}/models/{uid}", dependencies=Admin, summary="Stop a model on a node")
 async def unplace(node: str, uid: str, request: Request) -> dict[str, Any]:
-    async with request.app.state.sessions() as session:
+    async with services_of(request).sessions() as session:
         if not await desired.unplace(session, node=node, uid=uid):
             raise NotFound(f"{uid!r} is not placed on node {node!r}")
     return ok(None)

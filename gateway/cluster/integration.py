@@ -1,39 +1,56 @@
-"""Plug scale-out into an app built by gateway.app.create_app (called by `_install_extensions`).
+"""Scale-out's factory: `build_cluster(services)` builds the GPU nodes' registry and subscribes the
+cluster bus to what other processes publish; create_app calls it before the runtime's factory,
+which routes through the registry (issue 16).
 
-Publishing is the app's change bus (gateway.cluster.publishing, built by create_app); here the
+Publishing is the app's change bus (gateway.cluster.publishing, built by build_gateway); here the
 cluster bus applies what other processes publish with the bus's `LocalChanges` (so a change
-received is never published again). The route table's `set_local` is wrapped so local
-supervisor replicas and node workers of the same UID are routed together.
+received is never published again). The route table's `set_local` is composed explicitly: the
+registry is built on the table's own, and the supervisor's replicas go through
+`registry.set_local`, so local replicas and node workers of the same UID are routed together.
+Nothing here assigns attributes of other objects (tests/gateway/test_composition.py).
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
-
-from fastapi import FastAPI
 
 from gateway.auth.secrets import load_or_create_key
 from gateway.cluster import secret
-from gateway.cluster.api import router
 from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.heartbeat import ReplayGuard
 from gateway.cluster.namespace import namespace
-from gateway.cluster.nodes import NodeRegistry, NodeStore
-from gateway.cluster.publishing import PublishingChanges
+from gateway.cluster.nodes import NodeRegistry
 from gateway.db.crud.channels import ensure_local_channel
-from gateway.model_info import ServedModel
-from gateway.runtime_host.host import HostRuntime
-from gateway.upstreams.base import Endpoint
+from gateway.services import Services
 
 
-def install(app: FastAPI) -> None:
-    state: Any = app.state
-    settings = state.settings
-    changes: PublishingChanges = state.changes
-    bus, local = changes.bus, changes.local
-    store: NodeStore = DatabaseNodeStore(state.sessions)
+@dataclass
+class Cluster:
+    services: Services
+    nodes: NodeRegistry
+    heartbeat_replays: ReplayGuard
+    # the root every worker key of this installation derives from (gateway.cluster.secret)
+    local_root: str
+    local_channel: dict[str, int] = field(default_factory=lambda: {"id": 0})
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        s = self.services
+        async with s.sessions() as session:
+            self.local_channel["id"] = (await ensure_local_channel(session)).id or 0
+        stack.push_async_callback(s.bus.close)
+        stack.push_async_callback(s.changes.aclose)  # its background publishes, before the bus
+        await s.bus.start()
+        stack.push_async_callback(self.heartbeat_replays.aclose)
+        self.nodes.start()
+        stack.push_async_callback(self.nodes.close)
+
+
+def build_cluster(services: Services) -> Cluster:
+    settings = services.settings
+    bus, local = services.bus, services.changes.local
     local_channel = {"id": 0}
 
     async def nodes_changed() -> None:
@@ -43,13 +60,9 @@ def install(app: FastAPI) -> None:
     local_root = secret.local_root(
         key.get_secret_value() if key else load_or_create_key(settings.home)
     )
-    if state.runtime is not None:  # its workers' keys must be derivable by every process here
-        state.runtime.options.worker_key_root = local_root
-    routes = state.routes
-    original_set_local: Callable[[str, list[Endpoint]], None] = routes.set_local
     registry = NodeRegistry(
-        store=store,
-        set_local=original_set_local,
+        store=DatabaseNodeStore(services.sessions),
+        set_local=services.routes.set_local,
         channel_id=lambda: local_channel["id"],
         ttl=settings.node_ttl_s,
         host_scope=f"{socket.gethostname()}:{settings.home}",
@@ -58,9 +71,7 @@ def install(app: FastAPI) -> None:
         local_root=local_root,
         first_byte_timeout_s=settings.local_first_byte_timeout_s,
     )
-    routes.set_local = registry.set_local
 
-    # --- apply what the others publish --------------------------------------------------------
     async def on_routes(msg: dict[str, Any]) -> None:
         await local.routes_changed()
 
@@ -69,7 +80,7 @@ def install(app: FastAPI) -> None:
 
     async def on_drop(msg: dict[str, Any]) -> None:
         if "channel_id" in msg:
-            routes.drop_channel(int(msg["channel_id"]))
+            services.routes.drop_channel(int(msg["channel_id"]))
 
     async def on_nodes(msg: dict[str, Any]) -> None:
         await registry.sync()
@@ -85,37 +96,10 @@ def install(app: FastAPI) -> None:
         ("prices", on_prices),
     ):
         bus.on(kind, handler)
-
-    # --- node workers in /v1/models and the exports -----------------------------------------
-    previous_local = state.models.local
-
-    def served_models() -> dict[str, ServedModel]:
-        return {**registry.served_models(), **previous_local()}
-
-    state.models.local = served_models
-    state.nodes = registry
-    state.heartbeat_replays = ReplayGuard(settings.redis_url, namespace(settings))
-    host = HostRuntime(app, registry) if state.runtime is not None else None
-    state.host_runtime = host
-
-    async def on_startup(app: FastAPI) -> None:
-        async with state.sessions() as session:
-            local_channel["id"] = (await ensure_local_channel(session)).id or 0
-        await bus.start()
-        registry.start()
-        if host is not None:
-            host.start()
-
-    async def on_shutdown(app: FastAPI) -> None:
-        if host is not None:
-            await host.close()
-        await registry.close()
-        await state.heartbeat_replays.aclose()
-        await changes.aclose()
-        await bus.close()
-
-    if host is not None:
-        host.guard()  # the host lock decides, at startup, whether this process runs workers
-    state.startup_hooks.append(on_startup)
-    state.shutdown_hooks.append(on_shutdown)  # hooks run in reverse: before the runtime stops
-    app.include_router(router)
+    return Cluster(
+        services=services,
+        nodes=registry,
+        heartbeat_replays=ReplayGuard(settings.redis_url, namespace(settings)),
+        local_root=local_root,
+        local_channel=local_channel,
+    )

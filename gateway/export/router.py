@@ -18,6 +18,7 @@ from gateway.export.fastgpt import (
     push_models,
 )
 from gateway.export.service import KEY_PLACEHOLDER, load_overrides, save_override, served_models
+from gateway.services import services_of
 
 router = APIRouter(prefix="/export/fastgpt")
 
@@ -42,12 +43,12 @@ class OverrideRequest(BaseModel):
 def _api_key(request: Request, given: str | None) -> str:
     if given:
         return given
-    initial = request.app.state.settings.initial_token
+    initial = services_of(request).settings.initial_token
     return initial.get_secret_value() if initial else KEY_PLACEHOLDER
 
 
 async def _build(request: Request, session: SessionDep, body: ExportRequest) -> Any:
-    state = request.app.state
+    state = services_of(request)
     existing = load_user_config(body.existing) if body.existing else None
     return export_fastgpt(
         served_models(state.models, state.prices),

@@ -43,6 +43,7 @@ from gateway.auth.tokens import Caller
 from gateway.deps import current_caller
 from gateway.errors import InvalidRequest
 from gateway.relay.service import RelayService
+from gateway.services import services_of
 
 DIRECT_TABLE = "modelport.relay_direct"  # scope key: {(method, path): handler}, per middleware
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -87,7 +88,7 @@ class RelayRoute(APIRoute):
             if request_name:
                 kwargs[request_name] = request
             if relay_name:
-                kwargs[relay_name] = request.app.state.relay
+                kwargs[relay_name] = services_of(request).relay
             response: Response = await endpoint(**kwargs)
             return response
 

@@ -6,7 +6,7 @@ This package builds the runtime for a gateway app and bridges the two:
 
 - `adapters`: RuntimeSettings from the gateway's Settings, the launch store over the database,
   replicas -> endpoints of the route table, LocalModel -> ServedModel;
-- `integration.install(app)`: the supervisor on app.state, its start/stop, its routers;
+- `integration`: `build_runtime`, the supervisor for the services object, its start, its routers;
 - `api`: the Xinference-shaped model API and /api/runtime (the gateway's auth and envelope);
 - `host`: one runtime per host under `uvicorn --workers N` (the others proxy to its owner);
 - `node`, `cli`: `modelport node`, a supervisor on a GPU machine heartbeating to a gateway.

@@ -16,7 +16,6 @@ from typing import Any
 from gateway.db.crud import instances as crud
 from gateway.model_info import ServedModel
 from gateway.model_kinds import local_kind
-from gateway.routing import RouteTable
 from gateway.settings import Settings
 from gateway.upstreams.base import Endpoint, Timeouts, UpstreamUnavailable
 from local_runtime.settings import RuntimeSettings
@@ -67,12 +66,12 @@ class ReplicaEndpoints:
     "not the endpoint that just failed" follow a replica. A replica's port and key change when it
     restarts: the endpoint copies them whenever the routes change and after every `prepare`
     (which is where a request waits for a restart or a reload), so a request never leaves with
-    the key of a worker that is gone. `routes.set_local` is looked up per call: scale-out wraps
-    it (gateway.cluster.integration) to add the GPU nodes' workers of the same UID.
+    the key of a worker that is gone. `set_local` is the node registry's (create_app passes it),
+    which adds the GPU nodes' workers of the same UID before setting the route table's.
     """
 
-    def __init__(self, routes: RouteTable) -> None:
-        self.routes = routes
+    def __init__(self, set_local: Callable[[str, list[Endpoint]], None]) -> None:
+        self.set_local = set_local
         self.channel_id = 0
         self._endpoints: dict[tuple[str, int], tuple[ReplicaAddress, Endpoint]] = {}
 
@@ -80,7 +79,7 @@ class ReplicaEndpoints:
         if not addresses:
             for key in [k for k in self._endpoints if k[0] == uid]:
                 del self._endpoints[key]
-        self.routes.set_local(uid, [self.endpoint(a) for a in addresses])
+        self.set_local(uid, [self.endpoint(a) for a in addresses])
 
     def endpoint(self, address: ReplicaAddress) -> Endpoint:
         known = self._endpoints.get((address.uid, address.index))

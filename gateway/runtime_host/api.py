@@ -37,6 +37,7 @@ from gateway.admin_api.envelope import int_param, json_body, ok
 from gateway.cluster import launch as cluster_launch
 from gateway.deps import require_admin
 from gateway.errors import InvalidRequest, ModelportError, NotFound, Unavailable
+from gateway.services import services_of
 from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference, offline
 from local_runtime.engines import registry
 from local_runtime.launch_params import launch_spec_from_xinference
@@ -59,17 +60,17 @@ Admin = [Depends(require_admin)]
 
 
 def _runtime(request: Request) -> Supervisor:
-    runtime: Supervisor = request.app.state.runtime
+    runtime: Supervisor = services_of(request).runtime
     return runtime
 
 
 def _runtime_or_none(request: Request) -> Supervisor | None:
-    runtime: Supervisor | None = request.app.state.runtime
+    runtime: Supervisor | None = services_of(request).runtime
     return runtime
 
 
 def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
+    catalog: Catalog = services_of(request).catalog
     return catalog
 
 
@@ -93,7 +94,7 @@ async def launch_model(request: Request) -> JSONResponse:
     try:
         spec = launch_spec_from_xinference(body)
         if spec.node is None and body.get("worker_ip"):
-            node = await cluster_launch.node_at(request.app.state, str(body["worker_ip"]))
+            node = await cluster_launch.node_at(services_of(request), str(body["worker_ip"]))
             spec = spec.model_copy(update={"node": node})
         runtime = _runtime_or_none(request)
         if spec.node is not None or runtime is None:  # no runtime here: the roomiest node
@@ -112,7 +113,7 @@ async def launch_model(request: Request) -> JSONResponse:
 async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> None:
     """Placed exactly as POST /api/nodes/models places it (on `node`, or the roomiest node),
     then awaited like a local launch (ready, or the node's own error and nothing left placed)."""
-    state = request.app.state
+    state = services_of(request)
     placed = await cluster_launch.place(state, spec)
     if wait:
         runtime = _runtime_or_none(request)
@@ -127,7 +128,7 @@ async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> 
 )
 async def terminate_model(model_uid: str, request: Request) -> JSONResponse:
     """Stops the UID here and withdraws it from every GPU node it was launched on."""
-    on_nodes = await cluster_launch.unplace_everywhere(request.app.state, model_uid)
+    on_nodes = await cluster_launch.unplace_everywhere(services_of(request), model_uid)
     runtime = _runtime_or_none(request)
     try:
         if runtime is None:

@@ -25,10 +25,10 @@ import os
 import secrets
 import socket
 import time
+from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster import desired
@@ -36,7 +36,7 @@ from gateway.cluster.nodes import NodeRegistry
 from gateway.runtime_host.adapters import served_models
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
-from local_runtime.supervisor import UidTaken, UnknownInstance
+from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
 
 log = logging.getLogger("modelport.cluster")
 
@@ -44,13 +44,19 @@ TERMINATE = "__terminate__"
 
 
 class HostRuntime:
-    def __init__(self, app: FastAPI, registry: NodeRegistry, interval: float = 1.0) -> None:
-        state: Any = app.state
-        self.state = state
-        self.runtime = state.runtime
+    def __init__(
+        self,
+        runtime: Supervisor,
+        registry: NodeRegistry,
+        *,
+        sessions: Any,
+        home: Path,
+        interval: float = 1.0,
+    ) -> None:
+        self.runtime: Any = runtime  # a proxy rebinds its launch/terminate/instances (below)
+        self.sessions = sessions
         self.registry = registry
         self.interval = interval
-        home = state.settings.home
         self.lock_path = home / "runtime.lock"
         self.node_id = (
             f"host-{socket.gethostname()}-{hashlib.sha256(str(home).encode()).hexdigest()[:8]}"
@@ -138,7 +144,7 @@ class HostRuntime:
         }
 
     async def _execute_commands(self) -> None:
-        async with self.state.sessions() as session:
+        async with self.sessions() as session:
             specs = await desired.for_node(session, self.node_id)
         for raw in specs:
             data = orjson.loads(raw)
@@ -150,7 +156,7 @@ class HostRuntime:
                     await self.runtime.launch(LaunchSpec.model_validate(data), wait=False)
             except (UnknownInstance, LaunchError) as exc:
                 log.warning("runtime command for %s failed: %s", uid, exc)
-            async with self.state.sessions() as session:
+            async with self.sessions() as session:
                 await desired.unplace(session, node=self.node_id, uid=uid)
 
     # --- the other processes: the runtime API by proxy ---------------------------------------
@@ -177,7 +183,7 @@ class HostRuntime:
         raise UnknownInstance(uid)
 
     async def _command(self, uid: str, body: dict[str, Any]) -> None:
-        async with self.state.sessions() as session:
+        async with self.sessions() as session:
             await desired.place(
                 session, node=self.node_id, uid=uid, spec_json=orjson.dumps(body).decode()
             )

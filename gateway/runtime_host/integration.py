@@ -1,6 +1,6 @@
-"""Plug the local runtime into a gateway app (called by gateway.app._install_extensions).
+"""The local runtime's factory (called by gateway.app.create_app after the cluster's).
 
-With `settings.runtime_enabled`, builds the catalog and the Supervisor on app.state (its port
+With `settings.runtime_enabled`, builds the catalog and the Supervisor (its port
 filled with the adapters: RuntimeSettings from the gateway's, launches in the database, replicas
 as endpoints of the route table), restores
 persisted launches in the background at startup, stops every worker at shutdown, feeds local UIDs
@@ -13,11 +13,14 @@ models on the GPU nodes (`modelport node`) that heartbeat to it.
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
+from gateway.cluster.nodes import NodeRegistry
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.db.tables import Option
 from gateway.model_info import PendingModel, ServedModel
@@ -28,6 +31,8 @@ from gateway.runtime_host.adapters import (
     served_models,
 )
 from gateway.runtime_host.api import admin_router, launch_router, xinference_router
+from gateway.runtime_host.host import HostRuntime
+from gateway.services import Services
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
@@ -63,57 +68,75 @@ async def launch_starters(runtime: Supervisor, sessions: Any) -> None:
             log.warning("starter model %s not launched: %s", spec.model_name, exc)
 
 
-def install(app: FastAPI) -> None:
-    state: Any = app.state
-    settings = state.settings
-    if not settings.runtime_enabled:
-        app.include_router(launch_router)  # on GPU nodes
-        return
-    catalog = Catalog.load(
-        builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
-    )
-    endpoints = ReplicaEndpoints(state.routes)
-    runtime = Supervisor(
-        settings=runtime_settings(settings),
-        catalog=catalog,
-        store=DatabaseLaunchStore(state.sessions),
-        on_replicas=endpoints,
-        options=SupervisorOptions(worker_env=state.image_links.worker_env()),
-    )
-    state.catalog = catalog
-    state.runtime = runtime
+@dataclass
+class HostedRuntime:
+    """The runtime's parts for the services object, and its start inside the app's exit stack."""
 
-    def local_models() -> dict[str, ServedModel]:
-        return served_models(runtime)
+    runtime: Supervisor
+    catalog: Catalog
+    host: HostRuntime
+    endpoints: ReplicaEndpoints
+    sessions: Any
+    starter: bool
 
-    state.models.local = local_models
+    def served_models(self) -> dict[str, ServedModel]:
+        return served_models(self.runtime)
 
-    def pending(uid: str) -> PendingModel | None:
+    def pending(self, uid: str) -> PendingModel | None:
         # `instance` and not the supervisor's own table: with `--workers N` the processes that
         # do not run the models answer it from the owner's record (gateway.runtime_host.host)
         try:
-            info = runtime.instance(uid)
+            info = self.runtime.instance(uid)
         except UnknownInstance:
             return None
         return PendingModel(
             status=info["status"], since=info.get("loading_since"), error=info.get("error")
         )
 
-    state.models.pending = pending
-    state.dispatcher.not_ready = state.models.not_ready
+    async def start(self, stack: AsyncExitStack) -> None:
+        async with self.sessions() as session:
+            self.endpoints.channel_id = (await ensure_local_channel(session)).id or 0
+        stack.push_async_callback(self.runtime.close)
+        await self.runtime.start()
+        if self.starter:
+            await launch_starters(self.runtime, self.sessions)
 
-    async def on_startup(app: FastAPI) -> None:
-        async with state.sessions() as session:
-            endpoints.channel_id = (await ensure_local_channel(session)).id or 0
-        await runtime.start()
-        if settings.starter:
-            await launch_starters(runtime, state.sessions)
 
-    async def on_shutdown(app: FastAPI) -> None:
-        await runtime.close()
+def build_runtime(services: Services, nodes: NodeRegistry, key_root: str) -> HostedRuntime | None:
+    """The supervisor (with `runtime_enabled`), its port filled with the gateway's adapters;
+    replicas are routed through the node registry's `set_local`, worker keys derive from the
+    installation's `key_root` so every process of this host can reach them."""
+    settings = services.settings
+    if not settings.runtime_enabled:
+        return None
+    catalog = Catalog.load(
+        builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
+    )
+    endpoints = ReplicaEndpoints(nodes.set_local)
+    runtime = Supervisor(
+        settings=runtime_settings(settings),
+        catalog=catalog,
+        store=DatabaseLaunchStore(services.sessions),
+        on_replicas=endpoints,
+        options=SupervisorOptions(
+            worker_env=services.image_links.worker_env(), worker_key_root=key_root
+        ),
+    )
+    host = HostRuntime(runtime, nodes, sessions=services.sessions, home=settings.home)
+    host.guard()  # the host lock decides, at startup, whether this process runs workers
+    return HostedRuntime(
+        runtime=runtime,
+        catalog=catalog,
+        host=host,
+        endpoints=endpoints,
+        sessions=services.sessions,
+        starter=settings.starter,
+    )
 
-    state.startup_hooks.append(on_startup)
-    state.shutdown_hooks.append(on_shutdown)
-    app.include_router(launch_router)
-    app.include_router(xinference_router)
-    app.include_router(admin_router)
+
+def runtime_routers(services: Services) -> list[APIRouter]:
+    """Xinference's launch and terminate alone without the runtime: they place models on the
+    GPU nodes (`modelport node`) that heartbeat to this gateway."""
+    if services.runtime is None:
+        return [launch_router]
+    return [launch_router, xinference_router, admin_router]

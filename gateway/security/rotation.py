@@ -15,6 +15,7 @@ from sqlmodel import select
 from gateway.admin_api.envelope import fail, ok
 from gateway.auth.secrets import SecretBox
 from gateway.db.tables import Channel
+from gateway.services import services_of
 
 router = APIRouter()
 
@@ -38,7 +39,7 @@ async def rotate_channel_keys(sessions: Any, box: SecretBox) -> int:
 
 @router.post("/secret/rotate", summary="Re-encrypt channel keys with the current secret key")
 async def rotate(request: Request) -> dict[str, Any]:
-    state = request.app.state
+    state = services_of(request)
     try:
         n = await rotate_channel_keys(state.sessions, state.box)
     except ValueError as exc:

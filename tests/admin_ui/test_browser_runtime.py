@@ -67,5 +67,5 @@ def test_launch_starter_model_and_chat(make_gateway, page: Any, artifacts: Path)
     nav(page, "Models")
     page.locator("#instance-smol").get_by_role("button", name="Terminate").click()
     page.locator("#instance-smol").wait_for(state="detached")
-    assert gw.app.state.runtime.instances() == []
+    assert gw.app.state.services.runtime.instances() == []
     assert re.search(r"No model is running", page.locator("#instances").inner_text())

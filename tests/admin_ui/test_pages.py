@@ -65,11 +65,11 @@ def test_channel_form_validation_and_actions(gateway, fake_upstream):
     off = htmx(ui, f"/ui/channels/{cid}/status")
     assert "disabled" in off.text and "Enable" in off.text
     assert gateway.api("GET", f"/api/channel/{cid}")["status"] == 2
-    assert "gpt-4o-mini" not in gateway.app.state.routes.models("default")
+    assert "gpt-4o-mini" not in gateway.app.state.services.routes.models("default")
     htmx(ui, f"/ui/channels/{cid}/status")
-    assert "gpt-4o-mini" in gateway.app.state.routes.models("default")
+    assert "gpt-4o-mini" in gateway.app.state.services.routes.models("default")
     assert htmx(ui, f"/ui/channels/{cid}/delete").text == ""
-    assert "gpt-4o-mini" not in gateway.app.state.routes.models("default")
+    assert "gpt-4o-mini" not in gateway.app.state.services.routes.models("default")
 
 
 def test_token_form_validation_toggle_and_usage(gateway):

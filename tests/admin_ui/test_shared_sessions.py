@@ -99,7 +99,7 @@ def test_logout_on_one_gateway_is_refused_on_the_other_within_the_cache_ttl(make
     assert not _page_ok(b.url, cookie)
     # Whatever else may tell a, its cached copy lives at most cache_ttl_s: a's cache clock is
     # moved past that rather than waited for.
-    sessions = a.app.state.ui.sessions
+    sessions = a.app.state.services.ui.sessions
     sessions.cache_clock = ManualClock(sessions.cache_clock() + sessions.cache_ttl_s + 0.001)
     assert not _api_ok(a.url, cookie)
     assert not _page_ok(a.url, cookie)
@@ -108,7 +108,7 @@ def test_logout_on_one_gateway_is_refused_on_the_other_within_the_cache_ttl(make
 def test_page_loads_see_a_logout_from_the_other_gateway_at_once(make_gateway, tmp_path):
     a = make_gateway(home=tmp_path)
     b = make_gateway(home=tmp_path)
-    a.app.state.ui.sessions.cache_ttl_s = 3600
+    a.app.state.services.ui.sessions.cache_ttl_s = 3600
     ui = UIClient(a.url)
     ui.setup()
     cookie = ui.http.cookies[COOKIE]
@@ -124,7 +124,7 @@ def test_logout_reaches_the_other_gateway_through_redis(make_gateway, tmp_path):
     prefix = f"mpui-{secrets.token_hex(4)}"
     a = make_gateway(home=tmp_path, redis_url=REDIS_URL, redis_prefix=prefix)
     b = make_gateway(home=tmp_path, redis_url=REDIS_URL, redis_prefix=prefix)
-    a.app.state.ui.sessions.cache_ttl_s = 3600  # only the bus can make a forget its copy
+    a.app.state.services.ui.sessions.cache_ttl_s = 3600  # only the bus can make a forget its copy
     first, second = UIClient(a.url), UIClient(a.url)
     first.setup()
     second.login()
@@ -176,7 +176,7 @@ def test_the_database_holds_no_usable_session_id(make_gateway, tmp_path):
     assert "sk-" not in dump  # the waiting token key is encrypted
 
     # Even someone holding the server secret cannot turn the stored hash into a cookie.
-    store = gw.app.state.ui.sessions
+    store = gw.app.state.services.ui.sessions
     from_leak = store.cookie_value(store.anonymous(row["id_hash"]))
     assert not _page_ok(gw.url, from_leak) and not _api_ok(gw.url, from_leak)
     assert _page_ok(gw.url, cookie)

@@ -88,7 +88,7 @@ def test_auth(gw: Gateway) -> None:
 def test_runtime_disabled_mounts_only_node_launches(gateway: Gateway) -> None:
     """No runtime: launches go to GPU nodes (tests/scale/test_node_launch.py), with none
     connected a launch says so; the registrations, which need the catalog, are not there."""
-    assert gateway.app.state.runtime is None
+    assert gateway.app.state.services.runtime is None
     assert httpx.get(f"{gateway.url}/v1/cluster/auth").json() == {"auth": True}
     auth = {"Authorization": ADMIN_TOKEN}
     r = httpx.post(f"{gateway.url}/v1/models", json={"model_name": "x"}, headers=auth)
@@ -151,7 +151,7 @@ def test_custom_model_registration(gw: Gateway) -> None:
     names = {r["model_name"]: r for r in client.list_model_registrations("embedding")}
     assert names["my-minilm"]["is_builtin"] is False
     assert names["all-MiniLM-L6-v2"]["is_builtin"] is True
-    saved = gw.app.state.settings.home / "custom_models" / "embedding" / "my-minilm.json"
+    saved = gw.app.state.services.settings.home / "custom_models" / "embedding" / "my-minilm.json"
     assert saved.is_file()  # survives a restart
 
     uid = client.launch_model(model_name="my-minilm", model_type="embedding", model_engine="fake")

@@ -137,7 +137,7 @@ def test_embeddings_share_two_replicas(gw: Gateway, client: openai.OpenAI) -> No
     replicas = gw.api("GET", "/api/runtime/instances/minilm")["replicas"]
     assert len(replicas) == 2
     served = []
-    keys = {r.port: r.key for r in gw.app.state.runtime._instances["minilm"].replicas}
+    keys = {r.port: r.key for r in gw.app.state.services.runtime._instances["minilm"].replicas}
     for rep in replicas:
         own = {"Authorization": f"Bearer {keys[rep['port']]}"}  # each worker has its own key
         health = httpx.get(f"http://127.0.0.1:{rep['port']}/health", headers=own, timeout=10)
@@ -169,7 +169,7 @@ def test_terminate_removes_uid_from_models_and_routing(gw: Gateway, client: open
     pid = gw.api("GET", "/api/runtime/instances/smol2")["replicas"][0]["pid"]
     assert gw.admin.delete("/v1/models/smol2").status_code == 200
     assert "smol2" not in {m.id for m in client.models.list()}
-    assert "smol2" not in gw.app.state.routes.local_uids()
+    assert "smol2" not in gw.app.state.services.routes.local_uids()
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="smol2", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(ProcessLookupError):

@@ -33,7 +33,7 @@ def test_keep_alive_env_unloads_an_idle_model(
 ) -> None:
     monkeypatch.setenv("MODELPORT_KEEP_ALIVE_S", "1")
     gw: Gateway = make_gateway(runtime_enabled=True)
-    assert gw.app.state.settings.keep_alive_s == 1
+    assert gw.app.state.services.settings.keep_alive_s == 1
     fast(gw)
     folder = tmp_path / "pipeline"
     folder.mkdir()
@@ -43,7 +43,7 @@ def test_keep_alive_env_unloads_an_idle_model(
     client = gw.openai(gw.create_token())
     client.images.generate(model="idle", prompt="a cube")
     wait_for(lambda: instance(gw, "idle")["status"] == "unloaded", "the idle unload")
-    log = (gw.app.state.settings.home / "logs" / "idle-0.log").read_text()
+    log = (gw.app.state.services.settings.home / "logs" / "idle-0.log").read_text()
     assert "unloading: idle for 1s" in log
     assert instance(gw, "pinned")["status"] == "ready"  # idle as long, never unloaded
     assert client.images.generate(model="idle", prompt="again").data  # reloads on demand

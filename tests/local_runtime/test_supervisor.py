@@ -30,7 +30,7 @@ MODEL = "smollm2-135m-instruct"
 
 def fast(gw: Gateway, **options: Any) -> None:
     """Shorten the supervisor's timings (read at each use, so this applies at once)."""
-    opts = gw.app.state.runtime.options
+    opts = gw.app.state.services.runtime.options
     defaults = {
         "health_interval_s": 0.2,
         "health_timeout_s": 1.0,
@@ -133,14 +133,14 @@ def test_bad_launches_are_clear_400s(gw: Gateway, body: dict[str, Any], expected
     assert resp.status_code == 400, resp.text
     assert expected in resp.json()["detail"]
     assert gw.admin.get("/api/runtime/instances").json()["data"] == []
-    assert uid not in gw.app.state.routes.local_uids()
+    assert uid not in gw.app.state.services.routes.local_uids()
 
 
 def test_failed_load_leaves_no_process(gw: Gateway) -> None:
     resp = launch(gw, "broken", engine_options={"fail_load": "boom"})
     assert resp.status_code == 400
     assert "failed to load 'broken': RuntimeError: boom" in resp.json()["detail"]
-    log = (gw.app.state.settings.home / "logs" / "broken-0.log").read_text()
+    log = (gw.app.state.services.settings.home / "logs" / "broken-0.log").read_text()
     assert "modelport-worker: failed to load" in log
     assert "worker exited with status" in log  # stopped by the supervisor, not left waiting
 
@@ -178,7 +178,7 @@ def test_requests_wait_for_a_restarting_single_replica(gw: Gateway) -> None:
 def test_gives_up_after_quick_failures(gw: Gateway) -> None:
     fast(gw, max_quick_failures=2)
     assert launch(gw, "flaky").status_code == 200
-    spec_path = gw.app.state.settings.home / "runtime" / "flaky.json"
+    spec_path = gw.app.state.services.settings.home / "runtime" / "flaky.json"
     spec = json.loads(spec_path.read_text())
     spec["engine_options"] = {"fail_load": "the GPU fell off"}
     spec_path.write_text(json.dumps(spec))  # every restart now fails to load
@@ -279,7 +279,7 @@ def test_idle_unload_then_a_request_reloads(gw: Gateway) -> None:
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda i: chat(client, "sleepy", f"q{i}"), range(4)))
     assert answers == [f"echo: q{i}" for i in range(4)]
-    log = (gw.app.state.settings.home / "logs" / "sleepy-0.log").read_text()
+    log = (gw.app.state.services.settings.home / "logs" / "sleepy-0.log").read_text()
     assert log.count("starting worker") == 2  # the four requests shared one load
     assert "unloading: idle for 1s" in log
 
@@ -348,5 +348,5 @@ def test_restore_failure_stays_visible(
         lambda: (i := instance(gw2, "moved"))["status"] == "error" and i, "the failed restore"
     )
     assert "does not exist" in info["error"]
-    assert "moved" not in gw2.app.state.routes.local_uids()
+    assert "moved" not in gw2.app.state.services.routes.local_uids()
     assert gw2.admin.delete("/v1/models/moved").status_code == 200

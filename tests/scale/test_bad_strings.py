@@ -74,7 +74,7 @@ def test_control_characters_in_model_are_refused_and_usage_keeps_flowing(
 
     rows = _poll(logged)
     assert [r["model"] for r in rows].count("m") >= 3, rows
-    assert gw.app.state.usage._pending == []
+    assert gw.app.state.services.usage._pending == []
 
 
 def test_control_characters_in_admin_names_are_refused(make_gateway, fake_upstream, pg_url):
@@ -172,4 +172,4 @@ def test_a_logged_prompt_holding_nul_keeps_its_usage_row(make_gateway, fake_upst
     )
     rows = _poll(lambda: gw.api("GET", "/api/log/", params={"token_name": "c"}))
     assert len(rows) == 1, rows
-    assert gw.app.state.usage.rejected == 0
+    assert gw.app.state.services.usage.rejected == 0

@@ -27,7 +27,7 @@ def owner_and_proxy(make_gateway, tmp_path, pg_url):
     }
     a = make_gateway(**shared)
     b = make_gateway(**shared)
-    hosts = [a.app.state.host_runtime, b.app.state.host_runtime]
+    hosts = [a.app.state.services.host_runtime, b.app.state.services.host_runtime]
     assert sorted(h.owner for h in hosts) == [False, True]
     return (a, b) if hosts[0].owner else (b, a)
 
@@ -38,8 +38,8 @@ def test_one_runtime_per_home_and_the_others_proxy_to_it(make_gateway, tmp_path,
     body = {"model_name": MODEL, "model_uid": "w", "model_engine": "fake"}
     r = proxy.admin.post("/v1/models", json=body, timeout=120)
     assert r.status_code == 200, r.text
-    assert [i["uid"] for i in owner.app.state.runtime.instances()] == ["w"]
-    assert proxy.app.state.runtime._instances == {}  # nothing was started in the proxy
+    assert [i["uid"] for i in owner.app.state.services.runtime.instances()] == ["w"]
+    assert proxy.app.state.services.runtime._instances == {}  # nothing was started in the proxy
 
     key = owner.create_token(name="t")
     for gw in (proxy, owner):
@@ -50,7 +50,7 @@ def test_one_runtime_per_home_and_the_others_proxy_to_it(make_gateway, tmp_path,
     assert [i["uid"] for i in proxy.api("GET", "/api/runtime/instances")] == ["w"]
 
     assert proxy.admin.delete("/v1/models/w", timeout=120).status_code == 200
-    wait_for(lambda: not owner.app.state.runtime.instances(), "w stopped on the owner", 30)
+    wait_for(lambda: not owner.app.state.services.runtime.instances(), "w stopped on the owner", 30)
 
 
 def test_every_process_answers_503_while_the_owner_loads(make_gateway, tmp_path, pg_url):
@@ -77,7 +77,7 @@ def test_every_process_answers_503_while_the_owner_loads(make_gateway, tmp_path,
         assert caught.value.response.headers["Retry-After"]
 
     gate.touch()
-    wait_for(lambda: owner.app.state.runtime.instance("later")["status"] == "ready", "ready", 60)
+    wait_for(lambda: owner.app.state.services.runtime.instance("later")["status"] == "ready", "ready", 60)
 
     def served_by_proxy():
         try:

@@ -43,7 +43,7 @@ def test_installations_sharing_a_redis_server_do_not_disable_each_others_channel
 
     drops = {"a2": [], "b": []}
     for name, gw in (("a2", a2), ("b", b)):
-        bus = gw.app.state.bus
+        bus = gw.app.state.services.bus
         bus.on("drop_channel", _spy(drops[name], bus._handlers["drop_channel"]))
 
     assert _chat(a.url, key_a).status_code == 401  # the upstream refuses a's key: auto-disable

@@ -53,7 +53,7 @@ def test_xinference_launch_with_node_runs_there(cluster, tmp_path: Path):
     uid = client.launch_model(model_name=MODEL, model_uid="xchat", model_engine="fake", node="b")
     assert uid == "xchat"
     assert ready_nodes(gw, "xchat") == {"b"}  # the launch answered once b reported it ready
-    assert gw.app.state.runtime.instances() == []  # nothing was started by the gateway itself
+    assert gw.app.state.services.runtime.instances() == []  # nothing was started by the gateway itself
     assert {"uid": "xchat", "node": "b"}.items() <= gw.api("GET", "/api/nodes/models")[0].items()
     # a node keeps no database: the gateway's desired state is what it runs (issue 16)
     assert list((tmp_path / "b").glob("*.db")) == []
@@ -94,7 +94,7 @@ def test_a_node_that_is_not_connected_is_a_404(cluster):
             model_name=MODEL, model_uid="m", model_engine="fake", node="a"
         )
     assert gw.api("GET", "/api/nodes/models") == []
-    assert gw.app.state.runtime.instances() == []
+    assert gw.app.state.services.runtime.instances() == []
 
 
 def test_a_failed_launch_on_a_node_says_why_and_leaves_nothing_placed(cluster):
@@ -136,7 +136,7 @@ def test_worker_ip_picks_the_node_advertising_that_host(cluster):
     placed = gw.api("GET", "/api/nodes/models")
     assert [(p["uid"], p["node"] in {"a", "b"}) for p in placed] == [("ipchat", True)]
     assert ready_nodes(gw, "ipchat") == {placed[0]["node"]}
-    assert gw.app.state.runtime.instances() == []
+    assert gw.app.state.services.runtime.instances() == []
 
     body = {"model_name": MODEL, "model_uid": "m2", "model_engine": "fake", "worker_ip": "10.9.9.9"}
     r = httpx.post(f"{gw.url}/v1/models", json=body, headers={"Authorization": ADMIN_TOKEN})
@@ -150,7 +150,7 @@ def test_a_gateway_without_runtime_launches_on_the_roomiest_node(make_gateway, t
     """The Kubernetes layout: gateways run no model; Xinference's launch, with no node named,
     lands on a connected node, serves from there and is terminated there."""
     gw = make_gateway(node_token=NODE_TOKEN, cluster_secret=SECRET, node_ttl_s=2.0)
-    assert gw.app.state.runtime is None
+    assert gw.app.state.services.runtime is None
     node = Node(tmp_path / "a", gateway=gw.url, token=NODE_TOKEN, node_id="a", secret=SECRET)
     try:
         connected(gw, {"a"})

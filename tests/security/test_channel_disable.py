@@ -83,10 +83,10 @@ def test_words_a_caller_chooses_never_disable_a_shared_channel(gateway, echo):
                 )
             assert err.value.status_code == status and words in str(err.value.message)
     asyncio.run_coroutine_threadsafe(
-        gateway.app.state.monitor.close(), gateway.server.server_loop
+        gateway.app.state.services.monitor.close(), gateway.server.server_loop
     ).result(30)  # any auto-disable write would have landed
     assert gateway.api("GET", f"/api/channel/{cid}")["status"] == 1
-    assert "m" in gateway.app.state.routes.models("default")
+    assert "m" in gateway.app.state.services.routes.models("default")
     victim = gateway.openai(gateway.create_token(name="victim"))
     assert (
         victim.chat.completions.create(model="m", messages=MSG).choices[0].message.content == "ok"

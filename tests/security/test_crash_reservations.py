@@ -154,7 +154,7 @@ def test_recovery_spares_a_live_holder_and_refunds_an_expired_one(make_gateway, 
                 "created_at) VALUES (?, ?, ?, 'r', 'm', ?)",
                 (tid, amount, holder, now - 3600),
             )
-    ledger = gw.app.state.usage.ledger
+    ledger = gw.app.state.services.usage.ledger
     refunded = asyncio.run_coroutine_threadsafe(ledger.recover(), gw.server.server_loop).result(30)
     assert refunded == 1
     token = gw.api("GET", "/api/token/", params={"keyword": "crash"})[0]

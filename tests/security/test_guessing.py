@@ -76,7 +76,7 @@ def test_hundred_parallel_wrong_admin_tokens_get_429_per_address(proxied_gateway
 
 def test_admin_token_limit_resets_after_its_window(proxied_gateway):
     gw = proxied_gateway()
-    guard = gw.app.state.guards.admin_token
+    guard = gw.app.state.services.guards.admin_token
     clock = guard.clock = ManualClock()  # the window passes when the test says, not on a timer
     me = from_address("192.0.2.10")
     for i in range(ADMIN_TOKEN_FAILURES):

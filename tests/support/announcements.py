@@ -12,7 +12,7 @@ def count_announcements(app: Any) -> Counter[str]:
     """Wrap the app's change bus (gateway.changes), which the services were built with:
     `routes` counts route reloads, `tokens` token-cache drops."""
     counts: Counter[str] = Counter()
-    changes = app.state.changes
+    changes = app.state.services.changes
     routes_changed, tokens_changed = changes.routes_changed, changes.tokens_changed
 
     async def counted_routes() -> None:

@@ -16,6 +16,7 @@ from gateway.errors import InvalidRequest
 from gateway.relay.bounds import ModelName
 from gateway.relay.route import UploadRoute
 from gateway.relay.service import RelayCall
+from gateway.services import services_of
 from gateway.upstreams.base import UploadPart, UpstreamRequest
 
 router = APIRouter(route_class=UploadRoute)
@@ -27,7 +28,7 @@ async def _relay_audio(
     request: Request, caller: CallerDep, relay: RelayDep, surface: str, model: str
 ) -> Response:
     form = await request.form()  # already parsed (and size-limited) for the validated params
-    settings = request.app.state.settings
+    settings = services_of(request).settings
     items = form.multi_items()
     n_files = sum(isinstance(v, StarletteUpload) for _, v in items)
     if n_files > settings.max_form_files or len(items) - n_files > settings.max_form_fields:

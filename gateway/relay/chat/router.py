@@ -11,6 +11,7 @@ from gateway.relay.chat.shape import with_required_fields
 from gateway.relay.common import json_call
 from gateway.relay.route import RelayRoute
 from gateway.relay.service import RelayCall
+from gateway.services import services_of
 
 router = APIRouter(route_class=RelayRoute)
 
@@ -26,7 +27,9 @@ async def chat_completions(
         model=body.model,
         stream=body.stream,
         estimate_prompt=lambda: count_messages(body.messages),
-        max_output_tokens=body.output_bound(request.app.state.settings.default_max_tokens_estimate),
+        max_output_tokens=body.output_bound(
+            services_of(request).settings.default_max_tokens_estimate
+        ),
         content=lambda: "\n".join(text_of(m.content) for m in body.messages),
     )
     call.prepare = lambda: _inline_media(call, request)
@@ -39,5 +42,5 @@ async def chat_completions(
 
 async def _inline_media(call: RelayCall, request: Request) -> None:
     assert call.request.body is not None
-    if await inline_media_urls(call.request.body, request.app.state.fetch):
+    if await inline_media_urls(call.request.body, services_of(request).fetch):
         call.request.raw = None  # the rewritten body is what goes upstream

@@ -8,6 +8,7 @@ from gateway.deps import CallerDep, RelayDep
 from gateway.relay.common import json_call
 from gateway.relay.completions.protocol import CompletionRequest
 from gateway.relay.route import RelayRoute
+from gateway.services import services_of
 
 router = APIRouter(route_class=RelayRoute)
 
@@ -16,7 +17,7 @@ router = APIRouter(route_class=RelayRoute)
 async def completions(
     body: CompletionRequest, request: Request, caller: CallerDep, relay: RelayDep
 ) -> Response:
-    default = request.app.state.settings.default_max_tokens_estimate
+    default = services_of(request).settings.default_max_tokens_estimate
     call = await json_call(
         request,
         caller,

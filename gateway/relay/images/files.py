@@ -12,15 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
 from gateway.errors import ModelportError, NotFound, PermissionDenied
+from gateway.services import services_of
 from local_runtime import image_links as links
 
 log = logging.getLogger("modelport.files")
@@ -34,7 +34,7 @@ class LinkExpired(ModelportError):
 
 @dataclass
 class ImageLinks:
-    """The folder, key and lifetime of image links, hung on app.state.image_links."""
+    """The folder, key and lifetime of image links, the services' `image_links`."""
 
     folder: Path
     key: str = field(repr=False)
@@ -76,7 +76,7 @@ router = APIRouter()
 
 @router.get("/files/images/{name}", include_in_schema=False)
 async def image_file(name: str, request: Request, sig: str = "") -> Response:
-    image_links: ImageLinks = request.app.state.image_links
+    image_links: ImageLinks = services_of(request).image_links
     path = image_links.path_for(name, sig)
     left = max(0, int((links.expires_at(name) or 0) - image_links.clock()))
     return FileResponse(
@@ -84,12 +84,9 @@ async def image_file(name: str, request: Request, sig: str = "") -> Response:
     )
 
 
-def install(app: FastAPI, image_links: ImageLinks) -> None:
-    """Serve the links and sweep expired files while the app runs."""
-    state: Any = app.state
-    state.image_links = image_links
-    app.include_router(router)
-    tasks: list[asyncio.Task[None]] = []
+@contextlib.asynccontextmanager
+async def sweeping(image_links: ImageLinks) -> AsyncIterator[None]:
+    """Delete expired files while the app runs (entered in its lifespan)."""
 
     async def sweep_forever() -> None:
         interval = min(image_links.ttl_s, 60.0)
@@ -103,14 +100,10 @@ def install(app: FastAPI, image_links: ImageLinks) -> None:
                     log.info("deleted %d expired image(s)", removed)
             await asyncio.sleep(interval)
 
-    async def start(app: FastAPI) -> None:
-        tasks.append(asyncio.create_task(sweep_forever(), name="image-link-sweep"))
-
-    async def stop(app: FastAPI) -> None:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    state.startup_hooks.append(start)
-    state.shutdown_hooks.append(stop)
+    task = asyncio.create_task(sweep_forever(), name="image-link-sweep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Request
 from gateway.deps import CallerDep
 from gateway.errors import ModelNotFound
 from gateway.relay.models.service import ModelDirectory
+from gateway.services import services_of
 
 router = APIRouter()
 
 
 def _directory(request: Request) -> ModelDirectory:
-    return request.app.state.models
+    return services_of(request).models
 
 
 @router.get("/models", summary="List the models this token can use")

@@ -20,7 +20,7 @@ def test_a_token_disabled_behind_the_gateways_back_is_refused_after_the_cache_tt
     make_gateway, fake_upstream, tmp_path: Path
 ) -> None:
     gw: Gateway = make_gateway(home=tmp_path)
-    auth = gw.app.state.auth
+    auth = gw.app.state.services.auth
     clock = auth.clock = ManualClock()
     gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     client = gw.openai(gw.create_token(name="cached"))

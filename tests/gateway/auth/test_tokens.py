@@ -23,7 +23,7 @@ def test_keys_are_stored_hashed_and_shown_once(served):
     assert key.startswith("sk-") and len(key) == 51
     listed = served.api("GET", f"/api/token/{created['id']}")
     assert listed["key"] != key and "…" in listed["key"]
-    db = served.app.state.settings.home / "modelport.db"
+    db = served.app.state.services.settings.home / "modelport.db"
     assert key.encode() not in db.read_bytes()
 
 

@@ -138,7 +138,7 @@ def test_local_model_stays_free_unless_priced(make_gateway):
         "model_engine": "fake",
     }
     assert gw.admin.post("/v1/models", json=body, timeout=120).status_code == 200
-    wait_for(lambda: "gpt-4o-mini" in gw.app.state.routes.local_uids(), "the local worker")
+    wait_for(lambda: "gpt-4o-mini" in gw.app.state.services.routes.local_uids(), "the local worker")
     key = gw.create_token(name="l", unlimited_quota=False, remain_quota=QUOTA)
     log = one_chat(gw, key, "gpt-4o-mini")
     assert log["completion_tokens"] > 0 and log["quota"] == 0
@@ -220,7 +220,7 @@ def test_price_lookup_costs_no_database_read_and_no_table_lookup(make_gateway, f
     def seen(conn, cursor, statement, *args):
         statements.append(statement.lower())
 
-    engine = gw.app.state.engine.sync_engine
+    engine = gw.app.state.services.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
     before = litellm_table.lookup.cache_info()
     try:
@@ -247,7 +247,7 @@ def test_price_change_reaches_another_replica(pg_url, make_gateway, fake_upstrea
     b = make_gateway(**kw)
     a.add_channel(name="openai", type=1, base_url=fake_upstream.url, models="gpt-4o")
     a.api("PUT", "/api/price/", json={"model": "gpt-4o", "input": 7, "output": 9})
-    wait_for(lambda: b.app.state.prices.get("gpt-4o").input == 7, "the price on replica b")
+    wait_for(lambda: b.app.state.services.prices.get("gpt-4o").input == 7, "the price on replica b")
     assert b.api("GET", "/api/price/gpt-4o")["source"] == "admin"
     a.api("DELETE", "/api/price/gpt-4o")
-    wait_for(lambda: b.app.state.prices.get("gpt-4o").source == "litellm", "the reset on b")
+    wait_for(lambda: b.app.state.services.prices.get("gpt-4o").source == "litellm", "the reset on b")

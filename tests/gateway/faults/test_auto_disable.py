@@ -40,7 +40,7 @@ def test_credential_errors_disable_the_channel_and_fail_over(
         r = client.chat.completions.create(model="m", messages=MSG)
         assert r.choices[0].message.content.endswith("[good]")
     assert len(bad.requests) == 1  # out of routing at once
-    _run(gw, gw.app.state.monitor.close())  # the status write has landed
+    _run(gw, gw.app.state.services.monitor.close())  # the status write has landed
     row = _channel(gw, ch["id"])
     assert row["status"] == 3 and "auto-disabled" in row["last_error"]
 
@@ -96,7 +96,7 @@ def test_periodic_test_re_enables_with_the_right_api(make_gateway, fake_upstream
     client = gw.openai(gw.create_token())
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model=model, messages=MSG)
-    monitor = gw.app.state.monitor
+    monitor = gw.app.state.services.monitor
     _run(gw, monitor.close())
     assert _channel(gw, ch["id"])["status"] == 3
     results = _run(gw, monitor.retest_disabled())  # still failing: stays disabled
@@ -106,13 +106,13 @@ def test_periodic_test_re_enables_with_the_right_api(make_gateway, fake_upstream
     assert results[ch["id"]].success
     assert fake_upstream.requests[-1].path == path
     assert _channel(gw, ch["id"])["status"] == 1
-    assert model in gw.app.state.routes.models("default")
+    assert model in gw.app.state.services.routes.models("default")
 
 
 def test_manually_disabled_channels_are_never_re_enabled(make_gateway, fake_upstream):
     gw = make_gateway(channel_test_interval_s=0)
     ch = gw.add_channel(name="up", base_url=fake_upstream.url, models="m", status=2)
-    assert _run(gw, gw.app.state.monitor.retest_disabled()) == {}
+    assert _run(gw, gw.app.state.services.monitor.retest_disabled()) == {}
     assert _channel(gw, ch["id"])["status"] == 2
     assert fake_upstream.requests == []
 
@@ -125,7 +125,7 @@ def test_monitor_loop_runs_on_its_interval(make_gateway, fake_upstream):
     ch = gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     with pytest.raises(openai.APIStatusError):
         gw.openai(gw.create_token()).chat.completions.create(model="m", messages=MSG)
-    monitor = gw.app.state.monitor
+    monitor = gw.app.state.services.monitor
     deadline = time.monotonic() + 30
     while monitor.enabled_total < 1:  # disabled, then re-tested and re-enabled by the loop
         assert time.monotonic() < deadline, "the monitor never re-enabled the channel"

@@ -40,7 +40,7 @@ def test_stream_in_flight_completes_across_shutdown_and_is_recorded(make_gateway
     gw.server.thread.join(60)
     assert not gw.server.thread.is_alive()
     assert lines[-1] == "data: [DONE]" and not any('"error"' in x for x in lines)
-    db = sqlite3.connect(gw.app.state.settings.home / "modelport.db")
+    db = sqlite3.connect(gw.app.state.services.settings.home / "modelport.db")
     rows = db.execute(
         "SELECT token_name, status, error, completion_tokens FROM usagelog"
     ).fetchall()
@@ -65,7 +65,7 @@ def test_metrics_count_requests_tokens_and_ttft(make_gateway, fake_upstream):
 
 
 def test_extra_gauges_can_be_registered(gateway):
-    gateway.app.state.metrics.register_gauge(
+    gateway.app.state.services.metrics.register_gauge(
         "modelport_worker_state", "per worker", lambda: {("w1", "ready"): 1.0}, ("uid", "state")
     )
     assert (

@@ -75,7 +75,7 @@ def test_database_briefly_unavailable_loses_no_usage(make_gateway, fake_upstream
         with pytest.raises(openai.APIStatusError) as exc:
             limited.chat.completions.create(model="m", messages=MSG)
         assert exc.value.status_code == 503 and "database" in exc.value.message
-        usage = gw.app.state.usage
+        usage = gw.app.state.services.usage
         assert len(usage._pending) == 5  # kept, not lost (the refused request made no row)
 
         proxy.restore()

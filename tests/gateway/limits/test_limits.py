@@ -33,7 +33,7 @@ def frozen_windows(*gateways, into_window_s: float = 15.0) -> ManualClock:
     """Stop the limiters' clock `into_window_s` seconds into a window; the test moves it."""
     clock = ManualClock(window_of(ManualClock().now) + into_window_s)
     for gw in gateways:
-        gw.app.state.limiter.clock = clock
+        gw.app.state.services.limiter.clock = clock
     return clock
 
 
@@ -171,7 +171,7 @@ def test_error_paths_release_the_slot(make_gateway, fake_upstream, backend):
             client.chat.completions.create(model="m", messages=MSG)
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=MSG)
-    assert gw.app.state.limiter.in_flight() == 0
+    assert gw.app.state.services.limiter.in_flight() == 0
 
 
 def test_global_cap(make_gateway, fake_upstream, backend):
@@ -200,7 +200,7 @@ def test_redis_counters_are_shared_by_replicas(make_gateway, fake_upstream, pg_u
     b = make_gateway(**shared)
     frozen_windows(a, b)
     a.add_channel(name="up", base_url=fake_upstream.url, models="m")
-    asyncio.run_coroutine_threadsafe(b.app.state.changes.routes_changed(), b.server.server_loop).result(10)
+    asyncio.run_coroutine_threadsafe(b.app.state.services.changes.routes_changed(), b.server.server_loop).result(10)
     key = a.create_token(name="r", rpm=3)
     for gw in (a, b, a):
         gw.openai(key).chat.completions.create(model="m", messages=MSG)

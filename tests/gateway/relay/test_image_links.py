@@ -2,7 +2,7 @@
 gateway, then the link fetched with a plain HTTP client (no API key) before and after it expires.
 
 A real gateway launches the fake engine as an image model in a real worker process. The
-gateway's link clock is injected (`app.state.image_links.clock`), so "after it expires" is a
+gateway's link clock is injected (`app.state.services.image_links.clock`), so "after it expires" is a
 time the test sets, not a wait; the sweep is the real background task, polled for.
 """
 
@@ -59,12 +59,12 @@ def generate(gw: Gateway, n: int = 1) -> list[str]:
 
 def file_of(gw: Gateway, url: str) -> Path:
     name = httpx.URL(url).path.rsplit("/", 1)[1]
-    return Path(gw.app.state.settings.files_dir) / "images" / name
+    return Path(gw.app.state.services.settings.files_dir) / "images" / name
 
 
 def test_image_link_is_served_until_it_expires_then_gone(image_gw: Gateway) -> None:
     clock = ManualClock()
-    image_gw.app.state.image_links.clock = clock
+    image_gw.app.state.services.image_links.clock = clock
     fetched, untouched = generate(image_gw, n=2)
     assert fetched.startswith(f"{image_gw.url}/files/images/")
     assert file_of(image_gw, untouched).is_file()
@@ -88,7 +88,7 @@ def test_image_link_is_served_until_it_expires_then_gone(image_gw: Gateway) -> N
 
 def test_image_link_signature_is_checked(image_gw: Gateway) -> None:
     clock = ManualClock()
-    image_gw.app.state.image_links.clock = clock
+    image_gw.app.state.services.image_links.clock = clock
     (url,) = generate(image_gw)
     path = httpx.URL(url).path
     name = path.rsplit("/", 1)[1]

@@ -41,7 +41,7 @@ def _restarting_replica() -> ReplicaAddress:
 
 async def test_an_endpoint_follows_its_replica_through_a_restart() -> None:
     routes = RouteTable()
-    endpoints = ReplicaEndpoints(routes)
+    endpoints = ReplicaEndpoints(routes.set_local)
     endpoints.channel_id = 9
     address = _restarting_replica()
     endpoints("m", [address])
@@ -68,19 +68,17 @@ async def test_a_replica_that_cannot_serve_fails_over_like_an_upstream() -> None
         raise ReplicaUnavailable("model 'm' is not running: it crashed")
 
     address.prepare = prepare
-    ep = ReplicaEndpoints(RouteTable()).endpoint(address)
+    ep = ReplicaEndpoints(RouteTable().set_local).endpoint(address)
     assert ep.prepare is not None
     with pytest.raises(UpstreamUnavailable, match="it crashed"):
         await ep.prepare()
 
 
-def test_routes_are_set_through_whatever_set_local_is_now() -> None:
-    """Scale-out wraps `routes.set_local` after the runtime is built (node workers of the same
-    UID join the local replicas): the adapter must go through the wrapper."""
-    routes = RouteTable()
-    endpoints = ReplicaEndpoints(routes)
+def test_routes_are_set_through_the_set_local_it_was_built_with() -> None:
+    """create_app builds the adapter on the node registry's `set_local` (node workers of the same
+    UID join the local replicas, gateway.cluster.integration): every change goes through it."""
     seen: list[tuple[str, list[Endpoint]]] = []
-    routes.set_local = lambda uid, eps: seen.append((uid, eps))  # type: ignore[method-assign]
+    endpoints = ReplicaEndpoints(lambda uid, eps: seen.append((uid, eps)))
     first = ReplicaAddress(
         uid="m", index=0, base_url="http://127.0.0.1:1/v1", first_byte_timeout_s=5
     )

@@ -149,6 +149,6 @@ def test_rotation_keeps_old_keys_readable_and_re_encrypts(make_gateway, fake_ups
     wrong = SecretBox(Fernet.generate_key().decode())
     with pytest.raises(ValueError, match="cannot be decrypted"):
         asyncio.run_coroutine_threadsafe(
-            rotate_channel_keys(c.app.state.sessions, wrong), c.server.server_loop
+            rotate_channel_keys(c.app.state.services.sessions, wrong), c.server.server_loop
         ).result(10)
     c.openai(token).chat.completions.create(model="m", messages=msg)  # nothing was rewritten

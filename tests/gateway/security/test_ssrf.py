@@ -156,14 +156,14 @@ def test_the_app_exposes_the_guard_with_its_settings(make_gateway, target):
     gw = make_gateway(fetch_allow=["127.0.0.1/32"], fetch_max_bytes=1000)
     loop = gw.server.server_loop
     ok = asyncio.run_coroutine_threadsafe(
-        gw.app.state.fetch(f"http://127.0.0.1:{target.port}/img"), loop
+        gw.app.state.services.fetch(f"http://127.0.0.1:{target.port}/img"), loop
     ).result(10)
     assert ok.body == b"PNGDATA"
     with pytest.raises(FetchRefused):
         asyncio.run_coroutine_threadsafe(
-            gw.app.state.fetch(f"http://127.0.0.1:{target.port}/big"), loop
+            gw.app.state.services.fetch(f"http://127.0.0.1:{target.port}/big"), loop
         ).result(10)
     with pytest.raises(FetchRefused):
         asyncio.run_coroutine_threadsafe(
-            gw.app.state.fetch("http://169.254.169.254/"), loop
+            gw.app.state.services.fetch("http://169.254.169.254/"), loop
         ).result(10)

@@ -65,6 +65,6 @@ def test_xinference_client_launches_a_catalog_entry_offline(
         generate_config={"max_tokens": 16, "temperature": 0},
     )
     assert reply["choices"][0]["message"]["content"]
-    instance = gw.app.state.runtime.instance(uid)
+    instance = gw.app.state.services.runtime.instance(uid)
     assert instance["model_path"] == str(snapshot / "qwen2.5-0.5b-instruct-q4_k_m.gguf")
     client.terminate_model(uid)
