@@ -61,7 +61,9 @@ async def current(request: Request) -> Session | None:
     if hasattr(request.state, "ui_session"):
         cached: Session | None = request.state.ui_session
         return cached
-    store: SessionStore = services_of(request).ui.sessions
+    ui = services_of(request).ui
+    assert ui is not None  # a UI cookie reaches only an app that built the UI
+    store: SessionStore = ui.sessions
     sid = store.parse(request.cookies.get(COOKIE))
     session = None if sid is None else await store.lookup(sid, fresh=reads_row(request))
     request.state.ui_session = session

@@ -1,5 +1,5 @@
 """Composition root: `create_app(settings)` composes the services with explicit factories
-(`build_gateway`, `build_cluster`, `build_runtime`, the UI's `build_ui`), stores them once as
+(`build_gateway` with the cluster's `build_cluster`, `build_runtime`, the UI's `build_ui`), stores them once as
 `app.state.services` (gateway.services), mounts the routers and runs one AsyncExitStack lifespan.
 
 Nothing here is module-level state: tests build as many independent apps as they like.
@@ -26,7 +26,7 @@ from gateway.admin_api import prices as admin_prices
 from gateway.admin_api import status as admin_status
 from gateway.admin_api import tokens as admin_tokens
 from gateway.cluster.api import router as cluster_router
-from gateway.cluster.integration import Cluster, build_cluster
+from gateway.cluster.integration import Cluster
 from gateway.compose import build_gateway, start_gateway
 from gateway.deps import require_admin
 from gateway.error_handlers import OPENAI_ERROR_RESPONSES, install_error_handlers
@@ -171,8 +171,7 @@ def compose(settings: Settings) -> tuple[Services, Parts]:
     """The explicit factories, in dependency order: the runtime routes through the cluster's node
     registry and derives its worker keys from the cluster's root; /v1/models lists node workers
     and, over them, this host's replicas."""
-    core = build_gateway(settings)
-    cluster = build_cluster(core)
+    core, cluster = build_gateway(settings)
     hosted = build_runtime(core, cluster.nodes, cluster.local_root)
     ui_module = _optional("admin_ui.integration")
 
@@ -186,8 +185,6 @@ def compose(settings: Settings) -> tuple[Services, Parts]:
     services = replace(
         core,
         models=models,
-        nodes=cluster.nodes,
-        heartbeat_replays=cluster.heartbeat_replays,
         runtime=hosted.runtime if hosted else None,
         catalog=hosted.catalog if hosted else None,
         host_runtime=hosted.host if hosted else None,

@@ -23,6 +23,7 @@ from gateway.changes import LocalChanges, SilentNotifier
 from gateway.channels.monitor import ChannelMonitor
 from gateway.channels.routes import remote_entries
 from gateway.channels.service import ChannelService
+from gateway.cluster.integration import Cluster, build_cluster
 from gateway.cluster.namespace import namespace
 from gateway.cluster.publishing import PublishingChanges
 from gateway.cluster.pubsub import ClusterBus
@@ -37,7 +38,7 @@ from gateway.relay.models.service import ModelDirectory
 from gateway.relay.service import RelayService
 from gateway.routing import HealthTracker, RouteTable
 from gateway.security.ssrf import Allow, safe_fetch
-from gateway.services import Services
+from gateway.services import AdminHash, Services
 from gateway.settings import Settings
 from gateway.tokens.service import TokenService
 from gateway.upstreams.base import Endpoint
@@ -45,18 +46,7 @@ from gateway.upstreams.registry import build_upstreams
 from local_runtime import image_links
 
 
-class AdminHash:
-    """The admin token's digest, read per request by the admin and token checks; the database
-    holds it, so it is known only once start_gateway has read it."""
-
-    def __init__(self) -> None:
-        self.value: str | None = None
-
-    def __call__(self) -> str | None:
-        return self.value
-
-
-def build_gateway(settings: Settings) -> Services:
+def build_gateway(settings: Settings) -> tuple[Services, Cluster]:
     """Every shared service, wired by constructor; the optional parts are added by create_app."""
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(
@@ -127,6 +117,7 @@ def build_gateway(settings: Settings) -> Services:
         ),
         bus,
     )
+    cluster = build_cluster(settings, sessions=sessions, routes=routes, bus=bus, changes=changes)
     monitor = ChannelMonitor(
         sessions=sessions,
         routes=routes,
@@ -196,8 +187,10 @@ def build_gateway(settings: Settings) -> Services:
         fetch=fetch,
         start_time=int(time.time()),
         bus=bus,
+        nodes=cluster.nodes,
+        heartbeat_replays=cluster.heartbeat_replays,
     )
-    return services
+    return services, cluster
 
 
 async def start_gateway(services: Services, stack: AsyncExitStack) -> None:

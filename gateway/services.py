@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 
 if TYPE_CHECKING:  # annotations only: the services' modules import gateway.deps
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
     from admin_ui.web import UIState
     from gateway.auth.guard import Guards
@@ -46,6 +47,17 @@ if TYPE_CHECKING:  # annotations only: the services' modules import gateway.deps
     from local_runtime.supervisor import Supervisor
 
 
+class AdminHash:
+    """The admin token's digest, read per request by the admin and token checks; the database
+    holds it, so it is known only once start_gateway has read it."""
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+
+    def __call__(self) -> str | None:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
@@ -63,7 +75,7 @@ class Services:
     relay: RelayService
     guards: Guards
     auth: TokenAuthenticator
-    admin_hash: Callable[[], str | None]
+    admin_hash: AdminHash
     changes: ChangeBus
     monitor: ChannelMonitor
     channels: ChannelService
@@ -74,9 +86,9 @@ class Services:
     fetch: Callable[..., Awaitable[Any]]  # a caller-supplied URL, through the SSRF guard
     start_time: int
     bus: ClusterBus
-    # built by gateway.cluster.integration (None only while create_app composes)
-    nodes: NodeRegistry | None = None
-    heartbeat_replays: ReplayGuard | None = None
+    # built by gateway.cluster.integration
+    nodes: NodeRegistry
+    heartbeat_replays: ReplayGuard
     # built by gateway.runtime_host.integration with `runtime_enabled`
     runtime: Supervisor | None = None
     catalog: Catalog | None = None

@@ -1,6 +1,6 @@
-"""Scale-out's factory: `build_cluster(services)` builds the GPU nodes' registry and subscribes the
-cluster bus to what other processes publish; create_app calls it before the runtime's factory,
-which routes through the registry (issue 16).
+"""Scale-out's factory: `build_cluster(...)` builds the GPU nodes' registry and subscribes the
+cluster bus to what other processes publish; build_gateway calls it, before create_app builds
+the runtime, which routes through the registry (issue 16).
 
 Publishing is the app's change bus (gateway.cluster.publishing, built by build_gateway); here the
 cluster bus applies what other processes publish with the bus's `LocalChanges` (so a change
@@ -18,18 +18,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth.secrets import load_or_create_key
+from gateway.changes import ChangeBus
 from gateway.cluster import secret
 from gateway.cluster.changes import DatabaseNodeStore
 from gateway.cluster.heartbeat import ReplayGuard
 from gateway.cluster.namespace import namespace
 from gateway.cluster.nodes import NodeRegistry
+from gateway.cluster.pubsub import ClusterBus
 from gateway.db.crud.channels import ensure_local_channel
-from gateway.services import Services
+from gateway.routing import RouteTable
+from gateway.settings import Settings
 
 
 @dataclass
 class Cluster:
-    services: Services
+    sessions: Any  # async_sessionmaker
+    bus: ClusterBus
+    changes: ChangeBus
     nodes: NodeRegistry
     heartbeat_replays: ReplayGuard
     # the root every worker key of this installation derives from (gateway.cluster.secret)
@@ -37,20 +42,20 @@ class Cluster:
     local_channel: dict[str, int] = field(default_factory=lambda: {"id": 0})
 
     async def start(self, stack: AsyncExitStack) -> None:
-        s = self.services
-        async with s.sessions() as session:
+        async with self.sessions() as session:
             self.local_channel["id"] = (await ensure_local_channel(session)).id or 0
-        stack.push_async_callback(s.bus.close)
-        stack.push_async_callback(s.changes.aclose)  # its background publishes, before the bus
-        await s.bus.start()
+        stack.push_async_callback(self.bus.close)
+        stack.push_async_callback(self.changes.aclose)  # background publishes, before the bus
+        await self.bus.start()
         stack.push_async_callback(self.heartbeat_replays.aclose)
         self.nodes.start()
         stack.push_async_callback(self.nodes.close)
 
 
-def build_cluster(services: Services) -> Cluster:
-    settings = services.settings
-    bus, local = services.bus, services.changes.local
+def build_cluster(
+    settings: Settings, *, sessions: Any, routes: RouteTable, bus: ClusterBus, changes: ChangeBus
+) -> Cluster:
+    local = changes.local
     local_channel = {"id": 0}
 
     async def nodes_changed() -> None:
@@ -61,8 +66,8 @@ def build_cluster(services: Services) -> Cluster:
         key.get_secret_value() if key else load_or_create_key(settings.home)
     )
     registry = NodeRegistry(
-        store=DatabaseNodeStore(services.sessions),
-        set_local=services.routes.set_local,
+        store=DatabaseNodeStore(sessions),
+        set_local=routes.set_local,
         channel_id=lambda: local_channel["id"],
         ttl=settings.node_ttl_s,
         host_scope=f"{socket.gethostname()}:{settings.home}",
@@ -80,7 +85,7 @@ def build_cluster(services: Services) -> Cluster:
 
     async def on_drop(msg: dict[str, Any]) -> None:
         if "channel_id" in msg:
-            services.routes.drop_channel(int(msg["channel_id"]))
+            routes.drop_channel(int(msg["channel_id"]))
 
     async def on_nodes(msg: dict[str, Any]) -> None:
         await registry.sync()
@@ -97,7 +102,9 @@ def build_cluster(services: Services) -> Cluster:
     ):
         bus.on(kind, handler)
     return Cluster(
-        services=services,
+        sessions=sessions,
+        bus=bus,
+        changes=changes,
         nodes=registry,
         heartbeat_replays=ReplayGuard(settings.redis_url, namespace(settings)),
         local_root=local_root,

@@ -60,7 +60,8 @@ Admin = [Depends(require_admin)]
 
 
 def _runtime(request: Request) -> Supervisor:
-    runtime: Supervisor = services_of(request).runtime
+    runtime = services_of(request).runtime
+    assert runtime is not None  # these routes are mounted with the runtime only
     return runtime
 
 
@@ -70,7 +71,8 @@ def _runtime_or_none(request: Request) -> Supervisor | None:
 
 
 def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = services_of(request).catalog
+    catalog = services_of(request).catalog
+    assert catalog is not None  # built with the runtime
     return catalog
 
 
