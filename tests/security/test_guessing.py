@@ -22,10 +22,13 @@ from tests.security.conftest import from_address
 from tests.support.polling import ManualClock
 
 
-async def _burst(url: str, n: int, make: object) -> list[httpx.Response]:
-    """`n` requests sent at once, each on its own connection."""
+async def _burst(
+    url: str, n: int, make: object, cookies: dict[str, str] | None = None
+) -> list[httpx.Response]:
+    """`n` requests sent at once, each on its own connection (cookies on the client: httpx
+    deprecates per-request cookies)."""
     async with httpx.AsyncClient(
-        base_url=url, timeout=60, limits=httpx.Limits(max_connections=n)
+        base_url=url, timeout=60, limits=httpx.Limits(max_connections=n), cookies=cookies
     ) as client:
         return await asyncio.gather(*(make(client, i) for i in range(n)))  # type: ignore[operator]
 
@@ -38,9 +41,9 @@ def test_forty_parallel_wrong_passwords_are_not_all_evaluated(gateway):
 
     async def guess(client: httpx.AsyncClient, i: int) -> httpx.Response:
         data = {"username": "admin", "password": f"wrong-{i}", "csrf_token": csrf}
-        return await client.post("/ui/login", data=data, cookies=cookies)
+        return await client.post("/ui/login", data=data)
 
-    answers = asyncio.run(_burst(gateway.url, 40, guess))
+    answers = asyncio.run(_burst(gateway.url, 40, guess, cookies))
     counts = Counter(r.status_code for r in answers)
     assert set(counts) <= {401, 429}, counts
     assert counts[401] <= UI_LOGIN_FAILURES, counts  # at most the limit reached argon2
