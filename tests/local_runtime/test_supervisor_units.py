@@ -48,6 +48,7 @@ def test_log_rotates_and_tails_across_files(tmp_path: Path) -> None:
     assert not (tmp_path / "m-0.log.2").exists()
     assert log.tail(3) == ["line 27", "line 28", "line 29"]
     assert log.tail(15)[0] == "line 15"  # reaches into the rotated file
-    log.mark("stopped")
+    log.mark("stopped")  # reopens the file
     assert log.tail(1) == ["--- modelport: stopped"]
+    log.close()
     assert BoundedLog(tmp_path / "none.log").tail() == []
