@@ -126,12 +126,21 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._stderr.close()
+        self._final_stderr = self.stderr()  # stderr() still answers once the folder is gone
+        self._dir.cleanup()
         return self.proc.returncode
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        """A worker that fails to start is stopped here: `with` calls no `__exit__` when
+        `__enter__` raises."""
+        try:
+            return self.start()
+        except BaseException:
+            if self.proc is not None:
+                self.stop()
+            else:
+                self._dir.cleanup()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._final_stderr = self.stderr()
-        self._dir.cleanup()
