@@ -97,9 +97,7 @@ def _chat_template(folder: Path) -> str:
 
 def vllm_python(options: dict[str, Any] | None = None) -> str:
     """The interpreter that runs vLLM."""
-    return str(
-        (options or {}).get("python") or RuntimeSettings().vllm_python or sys.executable
-    )
+    return str((options or {}).get("python") or RuntimeSettings().vllm_python or sys.executable)
 
 
 def _has_vllm(python: str) -> bool:

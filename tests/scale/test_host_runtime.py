@@ -77,7 +77,9 @@ def test_every_process_answers_503_while_the_owner_loads(make_gateway, tmp_path,
         assert caught.value.response.headers["Retry-After"]
 
     gate.touch()
-    wait_for(lambda: owner.app.state.services.runtime.instance("later")["status"] == "ready", "ready", 60)
+    wait_for(
+        lambda: owner.app.state.services.runtime.instance("later")["status"] == "ready", "ready", 60
+    )
 
     def served_by_proxy():
         try:

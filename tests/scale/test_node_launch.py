@@ -53,7 +53,9 @@ def test_xinference_launch_with_node_runs_there(cluster, tmp_path: Path):
     uid = client.launch_model(model_name=MODEL, model_uid="xchat", model_engine="fake", node="b")
     assert uid == "xchat"
     assert ready_nodes(gw, "xchat") == {"b"}  # the launch answered once b reported it ready
-    assert gw.app.state.services.runtime.instances() == []  # nothing was started by the gateway itself
+    assert (
+        gw.app.state.services.runtime.instances() == []
+    )  # nothing was started by the gateway itself
     assert {"uid": "xchat", "node": "b"}.items() <= gw.api("GET", "/api/nodes/models")[0].items()
     # a node keeps no database: the gateway's desired state is what it runs (issue 16)
     assert list((tmp_path / "b").glob("*.db")) == []

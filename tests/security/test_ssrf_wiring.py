@@ -109,7 +109,9 @@ def test_a_metadata_channel_already_in_the_database_is_never_called(make_gateway
     cid = gw.add_channel(name="old", base_url="http://10.1.2.3/v1", models="m")["id"]
     with sqlite3.connect(home / "modelport.db") as db:
         db.execute("UPDATE channel SET base_url='http://169.254.169.254/v1' WHERE id=?", (cid,))
-    asyncio.run_coroutine_threadsafe(gw.app.state.services.changes.routes_changed(), gw.server.server_loop).result(30)
+    asyncio.run_coroutine_threadsafe(
+        gw.app.state.services.changes.routes_changed(), gw.server.server_loop
+    ).result(30)
     client = gw.openai(gw.create_token(name="c"))
     with pytest.raises(openai.APIStatusError) as err:
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])

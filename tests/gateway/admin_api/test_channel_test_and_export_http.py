@@ -54,7 +54,9 @@ def test_fastgpt_export_endpoints_over_http(make_gateway, fake_upstream) -> None
     (llm,) = config["data"]["llmModels"]
     assert llm["model"] == "qwen-chat"
     assert config["data"]["systemEnv"]["chatApiKey"] == key
-    assert config["data"]["systemEnv"]["oneapiUrl"] == f"{gw.app.state.services.settings.base_url}/v1"
+    assert (
+        config["data"]["systemEnv"]["oneapiUrl"] == f"{gw.app.state.services.settings.base_url}/v1"
+    )
     models = httpx.post(
         f"{gw.url}/api/export/fastgpt",
         json={"format": "models", "api_key": key},

@@ -250,4 +250,6 @@ def test_price_change_reaches_another_replica(pg_url, make_gateway, fake_upstrea
     wait_for(lambda: b.app.state.services.prices.get("gpt-4o").input == 7, "the price on replica b")
     assert b.api("GET", "/api/price/gpt-4o")["source"] == "admin"
     a.api("DELETE", "/api/price/gpt-4o")
-    wait_for(lambda: b.app.state.services.prices.get("gpt-4o").source == "litellm", "the reset on b")
+    wait_for(
+        lambda: b.app.state.services.prices.get("gpt-4o").source == "litellm", "the reset on b"
+    )

@@ -200,7 +200,9 @@ def test_redis_counters_are_shared_by_replicas(make_gateway, fake_upstream, pg_u
     b = make_gateway(**shared)
     frozen_windows(a, b)
     a.add_channel(name="up", base_url=fake_upstream.url, models="m")
-    asyncio.run_coroutine_threadsafe(b.app.state.services.changes.routes_changed(), b.server.server_loop).result(10)
+    asyncio.run_coroutine_threadsafe(
+        b.app.state.services.changes.routes_changed(), b.server.server_loop
+    ).result(10)
     key = a.create_token(name="r", rpm=3)
     for gw in (a, b, a):
         gw.openai(key).chat.completions.create(model="m", messages=MSG)
