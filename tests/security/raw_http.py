@@ -4,7 +4,7 @@ answer -- an upper bound on what the server read before deciding."""
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -21,6 +21,14 @@ class RawAnswer:
     def json(self) -> dict:  # type: ignore[type-arg]
         return orjson.loads(self.body)  # type: ignore[no-any-return]
 
+
+
+def readable(sock: socket.socket, wait_s: float) -> bool:
+    """Whether the server said something within `wait_s` (epoll, not select(): a long suite
+    holds more than FD_SETSIZE descriptors and select() refuses those above 1024)."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        return bool(sel.select(wait_s))
 
 def post_head_first(
     url: str,
@@ -39,8 +47,7 @@ def post_head_first(
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {declared_length}")
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        ready, _, _ = select.select([sock], [], [], wait_s)
-        if not ready:
+        if not readable(sock, wait_s):
             raise TimeoutError(f"no answer within {wait_s}s: the server waits for the body")
         return _read_answer(sock, body_bytes_sent=0)
 
@@ -58,8 +65,7 @@ def post_counting(
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         sent = 0
         while sent < len(body):
-            ready, _, _ = select.select([sock], [], [], 0.2)
-            if ready:
+            if readable(sock, 0.2):
                 break
             try:
                 sent += sock.send(body[sent : sent + chunk])

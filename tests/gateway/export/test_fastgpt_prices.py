@@ -7,8 +7,10 @@ export that says 0 for a model the gateway charges for makes FastGPT's usage pag
 
 from __future__ import annotations
 
+import httpx
+
 from gateway.upstreams import litellm_table
-from tests.conftest import Gateway
+from tests.conftest import ADMIN_TOKEN, Gateway
 from tests.support.fake_openai import FakeOpenAI
 
 
@@ -27,3 +29,14 @@ def test_export_prices_are_the_gateways_prices(gateway: Gateway, fake_upstream: 
     mini = entries["gpt-4o-mini"]
     assert mini["inputPrice"] == round(entry.input_cost_per_token * 1000, 6)
     assert mini["outputPrice"] == round(entry.output_cost_per_token * 1000, 6)
+
+
+def test_an_override_json_cannot_store_is_a_400_not_a_500(gateway: Gateway) -> None:
+    """The fuzzer's find: an integer beyond 64 bits reached orjson at the database write (500)."""
+    r = httpx.put(
+        f"{gateway.url}/api/export/fastgpt/overrides",
+        json={"model": "m", "data": {"maxContext": -9223372036854775809}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert r.status_code == 400, r.text
+    assert "cannot be stored" in r.text

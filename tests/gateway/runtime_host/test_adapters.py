@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,17 @@ from local_runtime.settings import RuntimeSettings
 from local_runtime.supervisor import ReplicaAddress, ReplicaUnavailable
 
 
-def test_runtime_settings_keep_the_gateways_names(tmp_path: Path) -> None:
-    """Every runtime setting is a gateway setting of the same name (so one MODELPORT_* variable
-    and one line of config/modelport.yaml set both), and the gateway's value is what it gets."""
-    assert set(RuntimeSettings.model_fields) <= set(Settings.model_fields)
+def test_runtime_settings_keep_the_gateways_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every runtime setting the gateway passes on is a gateway setting of the same name (so one
+    MODELPORT_* variable and one line of config/modelport.yaml set both), and the gateway's value
+    is what it gets. (The runtime's own switches, e.g. HF_HUB_OFFLINE, it reads itself.)"""
+    for name in [n for n in os.environ if n.startswith("MODELPORT_")]:
+        monkeypatch.delenv(name)  # only what runtime_settings passes is set, not what env sets
+    settings = Settings(home=tmp_path)
+    passed = runtime_settings(settings).model_fields_set
+    assert passed and passed <= set(Settings.model_fields)
     settings = Settings(home=tmp_path, keep_alive_s=7, max_loaded_models=2, port=3111)
     rt = runtime_settings(settings)
     assert (rt.home, rt.keep_alive_s, rt.max_loaded_models) == (tmp_path.resolve(), 7, 2)
