@@ -11,7 +11,6 @@ from gateway.routing import RouteTable
 from gateway.runtime_host.adapters import ReplicaEndpoints, runtime_settings
 from gateway.settings import Settings
 from gateway.upstreams.base import Endpoint, UpstreamUnavailable
-from local_runtime.settings import RuntimeSettings
 from local_runtime.supervisor import ReplicaAddress, ReplicaUnavailable
 
 
