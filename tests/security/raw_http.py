@@ -22,13 +22,13 @@ class RawAnswer:
         return orjson.loads(self.body)  # type: ignore[no-any-return]
 
 
-
 def readable(sock: socket.socket, wait_s: float) -> bool:
     """Whether the server said something within `wait_s` (epoll, not select(): a long suite
     holds more than FD_SETSIZE descriptors and select() refuses those above 1024)."""
     with selectors.DefaultSelector() as sel:
         sel.register(sock, selectors.EVENT_READ)
         return bool(sel.select(wait_s))
+
 
 def post_head_first(
     url: str,
