@@ -6,7 +6,6 @@ only PostgreSQL, Redis and the network, like replicas behind a load balancer.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -165,72 +164,3 @@ def beat(
         **heartbeat.headers(secret or token, body, with_secret=secret is not None, now=now),
     }
     return httpx.post(f"{url}{heartbeat.PATH}", content=body, headers=headers, timeout=60)
-
-
-class TcpProxy:
-    """A TCP relay to `target` that a test can cut, to take a dependency (Redis) away from one
-    process only: after `cut()` open connections are closed and new ones refused."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        import socket
-        import threading
-
-        self.target = target
-        self.port = free_port()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self.resume()
-
-    def resume(self) -> None:
-        """Accept (again) on the same port: the dependency comes back."""
-        import socket
-        import threading
-
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
-
-    def _accept(self, listener: Any) -> None:
-        import socket
-        import threading
-
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: Any, dst: Any) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def cut(self) -> None:
-        import socket
-
-        # shutdown first: on Linux, close() alone leaves a thread blocked in accept() listening
-        # and one more connection would slip through
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, []
-            for conn in conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()

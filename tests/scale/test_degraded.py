@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import REDIS_URL
-from tests.scale.procs import Node, Replica, TcpProxy, connected, wait_for
+from tests.gateway.faults.helpers import TcpProxy
+from tests.scale.procs import Node, Replica, connected, wait_for
 
 NODE_TOKEN = "node-shared-secret-0123456789"
 MSG = [{"role": "user", "content": "hi"}]
@@ -31,7 +32,7 @@ def test_a_replica_without_redis_is_degraded_but_serves_and_evicts_no_node(
     tmp_path: Path, pg_url: str, fake_upstream
 ):
     host, port = REDIS_URL.removeprefix("redis://").split("/")[0].split(":")
-    proxy = TcpProxy((host, int(port)))
+    proxy = TcpProxy(host, int(port))
     common = {
         "MODELPORT_DATABASE_URL": pg_url,
         "MODELPORT_REDIS_PREFIX": f"mpdeg-{tmp_path.name}",
@@ -86,4 +87,4 @@ def test_a_replica_without_redis_is_degraded_but_serves_and_evicts_no_node(
         node.stop()
         a.stop()
         b.stop()
-        proxy.cut()
+        proxy.stop()
