@@ -117,7 +117,9 @@ def build_gateway(settings: Settings) -> tuple[Services, Cluster]:
         ),
         bus,
     )
-    cluster = build_cluster(settings, sessions=sessions, routes=routes, bus=bus, changes=changes)
+    cluster = build_cluster(
+        settings, secret_key=secret, sessions=sessions, routes=routes, bus=bus, changes=changes
+    )
     monitor = ChannelMonitor(
         sessions=sessions,
         routes=routes,

@@ -17,7 +17,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.auth.secrets import load_or_create_key
 from gateway.changes import ChangeBus
 from gateway.cluster import secret
 from gateway.cluster.changes import DatabaseNodeStore
@@ -53,18 +52,23 @@ class Cluster:
 
 
 def build_cluster(
-    settings: Settings, *, sessions: Any, routes: RouteTable, bus: ClusterBus, changes: ChangeBus
+    settings: Settings,
+    *,
+    secret_key: str,
+    sessions: Any,
+    routes: RouteTable,
+    bus: ClusterBus,
+    changes: ChangeBus,
 ) -> Cluster:
+    """`secret_key`: the installation's (configured, or the home's key file), which
+    build_gateway has already read."""
     local = changes.local
     local_channel = {"id": 0}
 
     async def nodes_changed() -> None:
         await bus.publish("nodes")
 
-    key = settings.secret_key
-    local_root = secret.local_root(
-        key.get_secret_value() if key else load_or_create_key(settings.home)
-    )
+    local_root = secret.local_root(secret_key)
     registry = NodeRegistry(
         store=DatabaseNodeStore(sessions),
         set_local=routes.set_local,
