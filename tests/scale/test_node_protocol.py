@@ -152,3 +152,30 @@ def test_the_node_token_can_come_from_a_file(make_gateway, tmp_path: Path):
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def test_only_the_admin_issues_node_tokens(make_gateway):
+    """No credentials, a user's sk- key or a node token cannot mint a node token (which would
+    let its holder put workers into routing)."""
+    gw = make_gateway(node_token=NODE_TOKEN)
+    user_key = gw.create_token(name="user")
+    for auth in (None, f"Bearer {user_key}", f"Bearer {NODE_TOKEN}"):
+        headers = {"Authorization": auth} if auth else {}
+        r = httpx.post(f"{gw.url}/api/nodes/tokens", json={"name": "evil"}, headers=headers)
+        assert r.status_code in (401, 403), (auth, r.status_code, r.text)
+        assert r.json()["data"] is None
+    assert gw.admin.delete("/api/nodes/tokens/evil").status_code == 404  # none was issued
+
+
+def test_a_heartbeat_without_a_valid_signature_is_refused_without_a_cluster_secret(make_gateway):
+    """Without a cluster secret a heartbeat is signed with the node token: an unsigned one, or
+    one signed with another key, is refused and the node does not join."""
+    gw = make_gateway(node_token=NODE_TOKEN)
+    body = orjson.dumps({"node_id": "gpu-x"})
+    auth = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    unsigned = httpx.post(f"{gw.url}{heartbeat.PATH}", content=body, headers=auth)
+    assert unsigned.status_code == 401 and "not signed" in unsigned.json()["message"]
+    forged = heartbeat.headers("not-the-token", body, with_secret=False)
+    r = httpx.post(f"{gw.url}{heartbeat.PATH}", content=body, headers={**auth, **forged})
+    assert r.status_code == 401
+    assert "gpu-x" not in _ids(gw)
