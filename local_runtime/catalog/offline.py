@@ -17,6 +17,7 @@ from typing import Any
 
 from local_runtime import files, memory
 from local_runtime.catalog.schema import Family, ModelSpec
+from local_runtime.settings import RuntimeSettings
 
 _BITS = re.compile(r"(\d+)[-_]?bits?$", re.I)  # mlx "4bit", pytorch "8-bit"
 _GGUF_BITS = re.compile(r"(?:^|[-_])i?q(\d)", re.I)  # Q4_K_M, IQ4_XS, UD-Q4_K_XL
@@ -68,11 +69,14 @@ def download_bytes(spec: ModelSpec, quantization: str | None) -> int | None:
     return int(spec.size_in_billions * 1e9 * bytes_per_param(spec, quant))
 
 
-def ready_specs(family: Family, home: str | Path | None = None) -> list[ReadySpec]:
+def ready_specs(
+    family: Family, home: str | Path | None = None, settings: RuntimeSettings | None = None
+) -> list[ReadySpec]:
     """Every choice of the family that launches without a download, in catalog order."""
-    family_dir = files.model_home(home) / "models" / family.name
-    has_cache = family_dir.is_dir()
-    hf_root = files.hf_cache_root()
+    settings = settings or RuntimeSettings()
+    root = files.model_home(home or settings.home)
+    has_cache = (root / "models" / family.name).is_dir()
+    hf_root = settings.hf_cache_root
     found: list[ReadySpec] = []
     for spec in family.specs:
         for quant in spec.quantizations:
@@ -81,7 +85,7 @@ def ready_specs(family: Family, home: str | Path | None = None) -> list[ReadySpe
             if not (has_cache or spec.pypi or spec.model_path or in_hf):
                 continue  # a cheap look first: most entries have nothing here
             try:
-                located = files.resolve_files(family, spec, quant, home=home, download=False)
+                located = files.resolve_files(family, spec, quant, home=root, download=False)
             except files.ModelFilesError:
                 continue  # a custom model whose local path went away: not launchable
             if located.origin != "planned":
@@ -94,11 +98,17 @@ def ready_specs(family: Family, home: str | Path | None = None) -> list[ReadySpe
     return found
 
 
-def status(family: Family, home: str | Path | None = None) -> dict[str, Any]:
-    """What the CLI and the UI show: launchable now, from where, or the default download."""
+def status(
+    family: Family, home: str | Path | None = None, settings: RuntimeSettings | None = None
+) -> dict[str, Any]:
+    """What the CLI and the UI show: launchable now, from where, or the default download.
+
+    Pass `settings` when asking for many families: building them reads the environment (~0.5 ms).
+    """
     from local_runtime.resolve import LaunchError, pick_spec
 
-    ready = ready_specs(family, home)
+    settings = settings or RuntimeSettings()
+    ready = ready_specs(family, home, settings)
     size: int | None = None
     if not ready:
         try:
@@ -110,7 +120,7 @@ def status(family: Family, home: str | Path | None = None) -> dict[str, Any]:
         "launchable": bool(ready),
         "ready": [r.label() for r in ready],
         "download_bytes": size,
-        "offline": files.offline(),
+        "offline": settings.offline,
     }
 
 
@@ -125,7 +135,12 @@ def describe(row: dict[str, Any]) -> str:
 
 def rows(families: list[Family], home: str | Path | None = None) -> list[dict[str, Any]]:
     """Families as the catalog API returns them: the entry, whether custom, and its status."""
+    settings = RuntimeSettings()  # once for all families, not once per family
     return [
-        {**family.model_dump(mode="json"), "custom": family.custom, **status(family, home)}
+        {
+            **family.model_dump(mode="json"),
+            "custom": family.custom,
+            **status(family, home, settings),
+        }
         for family in families
     ]
