@@ -18,8 +18,9 @@ record's is refused (NodeConflict) until that record expires, so a second proces
 node's id cannot take over its routing. Applying a heartbeat costs what changed: an unchanged
 worker list only refreshes the TTL, and `sync` skips rebuilding when no node's workers changed.
 
-Local supervisor endpoints and node endpoints for the same UID are merged: the route table's
-`set_local` is wrapped so the supervisor's updates and the registry's both go through `_push`.
+Local supervisor endpoints and node endpoints for the same UID are merged: the registry is built
+on the route table's `set_local`, and the supervisor's replicas go through the registry's
+(gateway.cluster.integration), so both reach the table through `_push`.
 """
 
 from __future__ import annotations

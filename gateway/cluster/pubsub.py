@@ -8,8 +8,8 @@ channel and every other process applies the same invalidation locally. Messages 
 only "reload X": the database stays the source of truth, so a lost message costs staleness until
 the next write or the token cache TTL, never a wrong answer that lasts.
 
-Handlers run the *original* (unwrapped) reload, so applying a remote message never publishes
-again. A message may arrive twice (pub/sub and the log): every handler is a reload, so that costs
+Handlers apply a message with the change bus's `LocalChanges` (gateway.changes), so applying
+a remote message never publishes again. A message may arrive twice (pub/sub and the log): every handler is a reload, so that costs
 one more reload, never a wrong state.
 """
 

@@ -166,7 +166,7 @@ class ClusterEvent(SQLModel, table=True):
 
 
 class ClusterNode(SQLModel, table=True):
-    """A node's heartbeat record (gateway.cluster.nodes) when no Redis holds it; gone at
+    """A node's heartbeat record (gateway.cluster.nodes; always here, never in Redis); gone at
     `expires_at` unless the node heartbeats again."""
 
     node_id: str = Field(primary_key=True)
