@@ -74,10 +74,21 @@ def csrf_ok(session: Session | None, presented: str | None) -> bool:
     return bool(session is not None and presented and hmac.compare_digest(presented, session.csrf))
 
 
+# Sec-Fetch-Site values of a request this site's own pages (or the admin, typing the URL) made.
+OWN_FETCHES = frozenset({"same-origin", "none"})
+
+
 async def api_session_check(request: Request) -> bool:
     """For gateway.deps.require_admin: a logged-in UI session may use /api/*, but unsafe methods
-    only with a valid X-CSRF-Token header (a cross-site form cannot set headers)."""
+    only with a valid X-CSRF-Token header (a cross-site form cannot set headers), and nothing
+    that another site started. The cookie is SameSite=Lax, so a link or redirect from another
+    site brings it along on a GET, and some GETs act (One API's `/api/channel/test` probes every
+    channel, at the providers' prices); browsers mark such requests `Sec-Fetch-Site: cross-site`
+    (or `same-site`), and the UI itself never calls /api/*."""
     if COOKIE not in request.cookies:  # the admin token's callers: no session lookup
+        return False
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in OWN_FETCHES:
         return False
     session = await current(request)
     if session is None or session.user is None:
