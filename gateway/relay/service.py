@@ -61,6 +61,10 @@ class RelayCall:
     # URLs): never for a caller a limit or the quota turns away. A ModelportError it raises is
     # the answer, with the reservation refunded.
     prepare: Callable[[], Awaitable[None]] | None = None
+    # Fills in, in place, what a non-streamed 200 answer lacks (fields clients index); True when
+    # it changed something, and the answer is then re-encoded. It is handed the object usage was
+    # read from, so the answer is decoded once.
+    reshape: Callable[[dict[str, Any]], bool] | None = None
     _prompt: int | None = None
 
     @property
@@ -231,6 +235,7 @@ class RelayService:
         status = o.response.status
         prompt = completion = 0
         error = ""
+        reshaped = False
         if status < 400:
             try:
                 obj = orjson.loads(body)
@@ -243,6 +248,8 @@ class RelayService:
                     p, c = usage_of(obj)
                     prompt = call.prompt_tokens if p is None else int(p)
                     completion = int(c or 0)
+                if status == 200 and call.reshape is not None and call.reshape(obj):
+                    body, reshaped = orjson.dumps(obj), True
         else:
             error = body[:500].decode("utf-8", "replace")
         self._record(
@@ -260,6 +267,8 @@ class RelayService:
         media = o.response.headers.get("Content-Type") or o.response.headers.get(
             "content-type", "application/json"
         )
+        if reshaped:
+            media = "application/json"
         return Response(content=body, status_code=status, media_type=media)
 
     def _stream(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.billing.tokenizer import count_messages, text_of
 from gateway.deps import CallerDep, RelayDep
@@ -33,11 +33,9 @@ async def chat_completions(
         content=lambda: "\n".join(text_of(m.content) for m in body.messages),
     )
     call.prepare = lambda: _inline_media(call, request)
-    response = await relay.run(call)
-    if body.stream or response.status_code != 200 or isinstance(response, StreamingResponse):
-        return response
-    shaped = with_required_fields(bytes(response.body))
-    return response if shaped is None else Response(shaped, media_type="application/json")
+    if not body.stream:
+        call.reshape = with_required_fields
+    return await relay.run(call)
 
 
 async def _inline_media(call: RelayCall, request: Request) -> None:

@@ -10,22 +10,17 @@ the others are re-encoded.
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
 
 
-def with_required_fields(raw: bytes) -> bytes | None:
-    """The answer with null `logprobs` and `message.refusal` filled in; None when nothing is
-    missing or the body is not a chat.completion (then it passes on as it came)."""
-    if b'"logprobs"' in raw and b'"refusal"' in raw:
-        return None
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
-        return None
+def with_required_fields(obj: dict[str, Any]) -> bool:
+    """Fill in null `logprobs` and `message.refusal` where an answer lacks them; True when
+    something was missing (nothing changes for a body that is not a chat.completion)."""
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        return False
     changed = False
-    for choice in obj["choices"]:
+    for choice in choices:
         if not isinstance(choice, dict):
             continue
         if "logprobs" not in choice:
@@ -35,4 +30,4 @@ def with_required_fields(raw: bytes) -> bytes | None:
         if isinstance(message, dict) and "refusal" not in message:
             message["refusal"] = None
             changed = True
-    return orjson.dumps(obj) if changed else None
+    return changed

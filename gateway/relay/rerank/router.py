@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.billing.tokenizer import count_text
 from gateway.deps import CallerDep, RelayDep
@@ -31,10 +31,5 @@ async def rerank(
         model=body.model,
         estimate_prompt=lambda: _estimate(body),
     )
-    response = await relay.run(call)
-    if response.status_code != 200 or isinstance(response, StreamingResponse):
-        return response
-    shaped = xinference_shape(bytes(response.body), body)
-    if shaped is None:
-        return response
-    return Response(shaped, media_type="application/json")
+    call.reshape = lambda obj: xinference_shape(obj, body)
+    return await relay.run(call)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
-
 from gateway.relay.rerank.protocol import RerankRequest
 
 
@@ -37,16 +35,12 @@ def _document(item: dict[str, Any], body: RerankRequest) -> dict[str, Any] | Non
     return None
 
 
-def xinference_shape(raw: bytes, body: RerankRequest) -> bytes | None:
-    """The answer with `id` and every result's `document` set; None when it needs no change or is
-    not a rerank answer (then it is passed on as it came)."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    results = obj.get("results") if isinstance(obj, dict) else None
+def xinference_shape(obj: dict[str, Any], body: RerankRequest) -> bool:
+    """Set the answer's `id` and every result's `document`; True when that changed it (nothing
+    changes for a body that is not a rerank answer, which then passes on as it came)."""
+    results = obj.get("results")
     if not isinstance(results, list):
-        return None
+        return False
     changed = False
     if not obj.get("id"):
         obj["id"] = str(uuid.uuid4())
@@ -58,4 +52,4 @@ def xinference_shape(raw: bytes, body: RerankRequest) -> bytes | None:
         if "document" not in item or item["document"] != document:
             item["document"] = document
             changed = True
-    return orjson.dumps(obj) if changed else None
+    return changed
