@@ -251,7 +251,11 @@ class ChannelService:
         return checks
 
     async def update_balance(self, ch: Channel) -> float:
-        """Ask the provider (gateway.channels.balance) and store the answer on the channel."""
+        """Ask the provider (gateway.channels.balance) and store the answer on the channel. The
+        stored URL is checked again, as before every relayed request: a row written before the
+        check (or by hand) must not send its key to a metadata address."""
+        if problem := channel_url_problem(ch.base_url, self.settings.upstream_allow):
+            raise ChannelRefused(problem)
         balance = await read_balance(ch.type, ch.base_url, self.box.decrypt(ch.key_enc))
         async with self.sessions() as session:
             await crud.set_channel_fields(session, channel_id=ch.id or 0, balance=balance)

@@ -122,6 +122,22 @@ def test_a_metadata_channel_already_in_the_database_is_never_called(make_gateway
     assert "metadata" in row["error"]
 
 
+def test_a_balance_query_never_sends_a_stored_key_to_metadata(make_gateway, tmp_path):
+    """The balance APIs use the channel's stored key: a row moved to a metadata address (by hand,
+    or before the write check existed) is refused before anything is sent."""
+    home = tmp_path / "home"
+    gw = make_gateway(home=home)
+    cid = gw.add_channel(name="o", type=8, base_url="http://10.1.2.3", key="sk-up", models="m")[
+        "id"
+    ]
+    with sqlite3.connect(home / "modelport.db") as db:
+        db.execute("UPDATE channel SET base_url='http://169.254.169.254/v1' WHERE id=?", (cid,))
+    one = gw.admin.get(f"/api/channel/update_balance/{cid}").json()
+    assert one["success"] is False and "metadata" in one["message"]
+    (every,) = gw.api("GET", "/api/channel/update_balance")
+    assert every["id"] == cid and "metadata" in every["error"]
+
+
 def _image_message(url: str) -> list[dict[str, object]]:
     return [
         {
