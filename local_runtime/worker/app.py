@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,16 +197,25 @@ async def _json_body(request: Request) -> dict[str, Any]:
 def _respond(state: WorkerState, result: Any) -> Response:
     if isinstance(result, dict):
         return Response(orjson.dumps(result, option=_JSON_OPTIONS), media_type="application/json")
-    state.inflight += 1  # the stream is in flight until its last frame, not until we return
+    return _stream(state, result, wire.MEDIA_TYPE, wire.HEADERS)
+
+
+def _stream(
+    state: WorkerState,
+    chunks: AsyncIterator[bytes],
+    media_type: str,
+    headers: Mapping[str, str] | None = None,
+) -> StreamingResponse:
+    state.inflight += 1  # the stream is in flight until its last byte, not until we return
 
     async def counted() -> AsyncIterator[bytes]:
         try:
-            async for chunk in result:
+            async for chunk in chunks:
                 yield chunk
         finally:
             state.inflight -= 1
 
-    return StreamingResponse(counted(), media_type=wire.MEDIA_TYPE, headers=wire.HEADERS)
+    return StreamingResponse(counted(), media_type=media_type, headers=headers)
 
 
 async def _guarded(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
@@ -282,16 +291,7 @@ async def speech(request: Request) -> Response:
         state = _state(request)
         engine = _ready_engine(state, base.SPEECH)
         media_type, audio = await engine.speech(await _json_body(request))
-        state.inflight += 1  # in flight until its last byte, like a chat stream
-
-        async def counted() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in audio:
-                    yield chunk
-            finally:
-                state.inflight -= 1
-
-        return StreamingResponse(counted(), media_type=media_type)
+        return _stream(state, audio, media_type)
 
     return await _guarded(request, work)
 
