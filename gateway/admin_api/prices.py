@@ -26,20 +26,16 @@ prices_router = APIRouter(prefix="/price")
 options_router = APIRouter(prefix="/option")
 
 
-def _state(request: Request) -> Any:
-    return services_of(request)
-
-
 @prices_router.get("/")
 async def list_prices(request: Request) -> dict[str, Any]:
-    st = _state(request)
+    st = services_of(request)
     rows = svc.price_list(st.prices, st.routes, request.query_params.get("keyword", ""))
     return ok([r.model_dump() for r in rows], total=len(rows))
 
 
 @prices_router.get("/{model:path}")
 async def get_price(model: str, request: Request) -> dict[str, Any]:
-    st = _state(request)
+    st = services_of(request)
     for row in svc.price_list(st.prices, st.routes, model):
         if row.model == model:
             return ok(row.model_dump())
@@ -54,7 +50,7 @@ async def set_price(request: Request, session: SessionDep) -> dict[str, Any]:
     except ValidationError as exc:
         return fail(first_error(exc))
     await svc.save_price(session, data)
-    await _state(request).changes.prices_changed()
+    await services_of(request).changes.prices_changed()
     return await get_price(data.model, request)
 
 
@@ -62,13 +58,13 @@ async def set_price(request: Request, session: SessionDep) -> dict[str, Any]:
 async def delete_price(model: str, request: Request, session: SessionDep) -> dict[str, Any]:
     if not await svc.delete_price(session, model):
         return fail(f"model {model!r} has no admin price (config and default prices stay)")
-    await _state(request).changes.prices_changed()
+    await services_of(request).changes.prices_changed()
     return ok()
 
 
 @options_router.get("/")
 async def get_options(request: Request) -> dict[str, Any]:
-    st = _state(request)
+    st = services_of(request)
     model_ratio, completion_ratio = svc.ratio_maps(st.prices, st.routes)
     dump = orjson.OPT_SORT_KEYS  # Go's json.Marshal writes map keys sorted
     return ok(
@@ -99,12 +95,12 @@ async def update_option(request: Request, session: SessionDep) -> dict[str, Any]
     try:
         mapping = orjson.loads(value)
         apply = svc.apply_model_ratio if key == "ModelRatio" else svc.apply_completion_ratio
-        notes = await apply(session, _state(request).prices, mapping)
+        notes = await apply(session, services_of(request).prices, mapping)
     except orjson.JSONDecodeError as exc:
         return fail(f"{key} is not valid JSON: {exc}")
     except ValidationError as exc:
         return fail(f"{key}: {first_error(exc)}")
     except ValueError as exc:
         return fail(str(exc))
-    await _state(request).changes.prices_changed()
+    await services_of(request).changes.prices_changed()
     return ok(message="; ".join(notes))
