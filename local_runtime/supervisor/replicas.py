@@ -31,7 +31,6 @@ from local_runtime.supervisor.upkeep import Upkeep
 
 log = logging.getLogger("modelport.runtime")
 
-PASSTHROUGH_ENV = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HOME", "MODELSCOPE_CACHE")
 PORT_TAKEN = "address already in use"  # in uvicorn's bind error, which the exit reason quotes
 PORT_ATTEMPTS = 3
 
@@ -73,9 +72,6 @@ class Replicas(Upkeep):
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        for name in PASSTHROUGH_ENV:
-            if name in os.environ:
-                env[name] = os.environ[name]
         env.update(self.options.worker_env)
         env.pop(WORKER_SECRET_ENV, None)
         if rep.key:
