@@ -13,11 +13,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.billing.prices import Price, PriceBook
+from gateway.billing.prices import Price, PriceBook, default_price
 from gateway.db.tables import ModelPrice
 from gateway.relay.bounds import ModelName
 from gateway.routing import RouteTable
-from gateway.upstreams import litellm_table
 
 MAX_USD_PER_MILLION = 1_000_000.0  # far above any real model; keeps quota arithmetic finite
 Usd = Annotated[float, Field(ge=0, le=MAX_USD_PER_MILLION, allow_inf_nan=False)]
@@ -58,24 +57,15 @@ def completion_ratio(price: Price) -> float:
     return float(f"{price.output / price.input:.12g}")
 
 
-def _litellm_key(model: str, upstream: set[str]) -> str | None:
-    """The litellm row a default price came from: the model's own name, else a name its
-    channels send upstream (the order gateway.billing.prices tries them in)."""
-    for name in (model, *sorted(upstream - {model})):
-        entry = litellm_table.lookup(name, loose=False)
-        if entry is not None:
-            return entry.key
-    return None
-
-
 def _public(model: str, price: Price, served: str, upstream: set[str]) -> PricePublic:
+    default = default_price(model, upstream) if price.source == "litellm" else None
     return PricePublic(
         model=model,
         input=price.input,
         output=price.output,
         source=price.source or "free",
         served=served,
-        litellm_key=_litellm_key(model, upstream) if price.source == "litellm" else None,
+        litellm_key=default[0] if default else None,
         model_ratio=model_ratio(price),
         completion_ratio=completion_ratio(price),
     )

@@ -15,6 +15,7 @@ bus), and the defaults are rebuilt only when the route table's generation moves.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -55,19 +56,23 @@ def per_million(usd_per_token: float | None) -> float:
     return float(Decimal(repr(usd_per_token)) * 1_000_000)
 
 
-def default_price(model: str) -> Price | None:
-    """litellm's price for `model`, or None when its table has no per-token price for it
-    (unknown models, those priced per second, character or image, and rows priced 0 such as
+def default_price(model: str, upstream: Iterable[str] = ()) -> tuple[str, Price] | None:
+    """litellm's row key and price for a served model: by the name clients ask for, else by a
+    name its channels send upstream. None when no such row has a per-token price (unknown
+    models, those priced per second, character or image, and rows priced 0 such as
     `ollama/llama3`: free either way, and "litellm" would wrongly name a source)."""
-    entry = litellm_table.lookup(model, loose=False)
-    if entry is None:
-        return None
-    price = Price(
-        per_million(entry.input_cost_per_token),
-        per_million(entry.output_cost_per_token),
-        source="litellm",
-    )
-    return None if price.free else price
+    for name in (model, *sorted(set(upstream) - {model})):
+        entry = litellm_table.lookup(name, loose=False)
+        if entry is None:
+            continue
+        price = Price(
+            per_million(entry.input_cost_per_token),
+            per_million(entry.output_cost_per_token),
+            source="litellm",
+        )
+        if not price.free:
+            return entry.key, price
+    return None
 
 
 class RemoteModels(Protocol):
@@ -117,9 +122,6 @@ class PriceBook:
 def _defaults_for(remote: dict[str, set[str]]) -> dict[str, Price]:
     found: dict[str, Price] = {}
     for model, upstream in remote.items():
-        for name in (model, *sorted(upstream - {model})):
-            price = default_price(name)
-            if price is not None:
-                found[model] = price
-                break
+        if (row := default_price(model, upstream)) is not None:
+            found[model] = row[1]
     return found
