@@ -7,8 +7,10 @@ word for word; espeak's faster default speech makes it hear "The Lord World".
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
+import wave
 from pathlib import Path
 
 HELLO = "hello, world. this is a test."
@@ -54,3 +56,14 @@ def long_speech(path: str | Path, src: str | Path, *, repeats: int, gap_s: float
         parts += [str(src), str(silence)]
     subprocess.run(["sox", *parts, str(out)], check=True, capture_output=True)
     return out
+
+
+def silent_wav(seconds: float = 1.0) -> bytes:
+    """A valid 16 kHz mono WAV of near-silence, for relay tests that never decode it."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x01" * int(16000 * seconds))
+    return buf.getvalue()

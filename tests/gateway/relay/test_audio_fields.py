@@ -11,8 +11,6 @@ gateway used to keep one value per field name, so only "segment" reached the mod
 from __future__ import annotations
 
 import importlib.util
-import io
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,16 +19,7 @@ import pytest
 from tests.conftest import Gateway
 from tests.support import speech
 from tests.support.fake_openai import FakeOpenAI
-
-
-def _wav(seconds: float = 1.0) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x01" * int(16000 * seconds))
-    return buf.getvalue()
+from tests.support.speech import silent_wav
 
 
 def test_every_repeated_field_is_relayed_in_order(gateway: Gateway, fake_upstream: FakeOpenAI):
@@ -38,7 +27,7 @@ def test_every_repeated_field_is_relayed_in_order(gateway: Gateway, fake_upstrea
     client = gateway.openai(gateway.create_token())
     client.audio.transcriptions.create(
         model="whisper-1",
-        file=("a.wav", _wav(), "audio/wav"),
+        file=("a.wav", silent_wav(), "audio/wav"),
         response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import wave
-
 import httpx
+
+from tests.support.speech import silent_wav
 
 
 def _setup(gateway, fake, models="m"):
@@ -63,16 +62,6 @@ def test_rerank_fastgpt_shape(gateway, fake_upstream):
     ]
 
 
-def _wav(seconds: float = 1.0) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x01" * int(16000 * seconds))
-    return buf.getvalue()
-
-
 def test_transcription_upload_is_streamed_through_with_mapping(gateway, fake_upstream):
     gateway.add_channel(
         name="up",
@@ -81,7 +70,7 @@ def test_transcription_upload_is_streamed_through_with_mapping(gateway, fake_ups
         model_mapping='{"whisper-1": "whisper-large-v3"}',
     )
     client = gateway.openai(gateway.create_token())
-    audio = _wav(3.0)
+    audio = silent_wav(3.0)
     r = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", audio, "audio/wav"))
     assert r.text == f"transcribed {len(audio)} bytes"
     rec = fake_upstream.requests[-1]
