@@ -33,6 +33,29 @@ class Recorder:
         return [x * 10 for x in items]
 
 
+async def until(condition: Callable[[], bool], bound_s: float = 60.0) -> None:
+    """Poll `condition` on the event loop; fail after a bound meant for a slow machine."""
+    deadline = asyncio.get_running_loop().time() + bound_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+async def first_batch_held(
+    fn: Recorder,
+    settings: BatchSettings,
+    items: list[int],
+    model: Callable[[list[int]], list[int]] | None = None,
+) -> tuple[MicroBatcher[int, int], asyncio.Future[list[int]]]:
+    """A batcher (over `model`, default `fn`) whose first batch, `items`, is held in the model
+    thread until `fn.gate` is set."""
+    fn.gate.clear()
+    batcher: MicroBatcher[int, int] = MicroBatcher(model or fn, settings)
+    first = asyncio.ensure_future(batcher.submit(items))
+    await until(fn.entered.is_set)
+    return batcher, first
+
+
 async def test_concurrent_requests_are_merged_into_one_batch():
     fn = Recorder()
     batcher = MicroBatcher(fn, BatchSettings(max_batch_size=64, max_wait_ms=50))
@@ -74,11 +97,8 @@ async def test_model_runs_on_one_dedicated_thread():
 
 async def test_queue_bound_answers_429():
     fn = Recorder()
-    fn.gate.clear()  # hold the first batch in the model thread
-    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0, max_queue=4))
-    first = asyncio.ensure_future(batcher.submit([1, 2]))
-    while not fn.entered.is_set():  # until the first batch is in the model thread
-        await asyncio.sleep(0.001)
+    settings = BatchSettings(max_batch_size=2, max_wait_ms=0, max_queue=4)
+    batcher, first = await first_batch_held(fn, settings, [1, 2])
     queued = asyncio.ensure_future(batcher.submit([3, 4, 5, 6]))
     await asyncio.sleep(0)
     with pytest.raises(Overloaded) as info:
@@ -118,11 +138,9 @@ async def test_wrong_result_count_is_an_error_not_a_misalignment():
 
 async def test_cancelled_request_items_are_skipped():
     fn = Recorder()
-    fn.gate.clear()
-    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0))
-    first = asyncio.ensure_future(batcher.submit([1, 2]))
-    while not fn.entered.is_set():
-        await asyncio.sleep(0.001)
+    batcher, first = await first_batch_held(
+        fn, BatchSettings(max_batch_size=2, max_wait_ms=0), [1, 2]
+    )
     gone = asyncio.ensure_future(batcher.submit([3, 4]))
     await asyncio.sleep(0)
     gone.cancel()
@@ -137,11 +155,9 @@ async def test_cancelled_request_items_are_skipped():
 
 async def test_close_fails_queued_requests_with_503():
     fn = Recorder()
-    fn.gate.clear()
-    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=1, max_wait_ms=0))
-    running = asyncio.ensure_future(batcher.submit([1]))
-    while not fn.entered.is_set():
-        await asyncio.sleep(0.001)
+    batcher, running = await first_batch_held(
+        fn, BatchSettings(max_batch_size=1, max_wait_ms=0), [1]
+    )
     queued = asyncio.ensure_future(batcher.submit([2]))
     await asyncio.sleep(0)
     batcher.close()
@@ -163,14 +179,6 @@ def test_settings_from_engine_options():
         BatchSettings.from_options({"max_wait_ms": "soon"})
 
 
-async def until(condition: Callable[[], bool], bound_s: float = 60.0) -> None:
-    """Poll `condition` on the event loop; fail after a bound meant for a slow machine."""
-    deadline = asyncio.get_running_loop().time() + bound_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.001)
-
-
 def handed_over(batcher: MicroBatcher[int, int], items: int) -> bool:
     """`items` wait in the model thread behind the running batch, none in the queue."""
     stats = batcher.stats()
@@ -182,19 +190,15 @@ async def test_a_full_next_batch_starts_without_the_event_loop():
     batch is handed over while the first computes, so it starts even while the event loop is
     blocked (with the old collector it could only be cut after the loop took the first back)."""
     fn = Recorder()
-    fn.gate.clear()
     second = threading.Event()
-    original = fn.__call__
 
     def model(items: list[int]) -> list[int]:
         if fn.batches:  # the first batch has returned: this call is the next batch's
             second.set()
-        return original(items)
+        return fn(items)
 
-    batcher = MicroBatcher(model, BatchSettings(max_batch_size=2, max_wait_ms=0))
-    first = asyncio.ensure_future(batcher.submit([1, 2]))
-    while not fn.entered.is_set():
-        await asyncio.sleep(0.001)
+    settings = BatchSettings(max_batch_size=2, max_wait_ms=0)
+    batcher, first = await first_batch_held(fn, settings, [1, 2], model)
     rest = [asyncio.ensure_future(batcher.submit([i, i + 1])) for i in (3, 5)]
     await until(lambda: batcher.queue_depth == 4)  # [3, 4] in the model thread, [5, 6] queued
     fn.gate.set()
@@ -208,11 +212,9 @@ async def test_a_full_next_batch_starts_without_the_event_loop():
 
 async def test_a_request_gone_while_its_batch_waits_is_not_computed():
     fn = Recorder()
-    fn.gate.clear()
-    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=2, max_wait_ms=0))
-    first = asyncio.ensure_future(batcher.submit([1, 2]))
-    while not fn.entered.is_set():
-        await asyncio.sleep(0.001)
+    batcher, first = await first_batch_held(
+        fn, BatchSettings(max_batch_size=2, max_wait_ms=0), [1, 2]
+    )
     gone = asyncio.ensure_future(batcher.submit([3]))
     kept = asyncio.ensure_future(batcher.submit([4]))
     await until(lambda: handed_over(batcher, 2))
@@ -227,11 +229,9 @@ async def test_a_request_gone_while_its_batch_waits_is_not_computed():
 
 async def test_close_fails_the_computing_and_the_waiting_batch():
     fn = Recorder()
-    fn.gate.clear()
-    batcher = MicroBatcher(fn, BatchSettings(max_batch_size=1, max_wait_ms=0))
-    running = asyncio.ensure_future(batcher.submit([1]))
-    while not fn.entered.is_set():
-        await asyncio.sleep(0.001)
+    batcher, running = await first_batch_held(
+        fn, BatchSettings(max_batch_size=1, max_wait_ms=0), [1]
+    )
     waiting = asyncio.ensure_future(batcher.submit([2]))
     await until(lambda: handed_over(batcher, 1))
     batcher.close()
