@@ -144,3 +144,24 @@ def served_model(model: LocalModel) -> ServedModel:
 
 def served_models(runtime: Supervisor) -> dict[str, ServedModel]:
     return {uid: served_model(m) for uid, m in runtime.models().items()}
+
+
+def ready_workers(
+    runtime: Supervisor, instances: list[dict[str, Any]], host: str
+) -> list[dict[str, Any]]:
+    """The heartbeat's `workers` (gateway.cluster.nodes reads them): each ready replica of
+    `instances` at `host`, for a GPU node (`modelport node`) and a host's runtime owner alike."""
+    models = served_models(runtime)
+    return [
+        {
+            "uid": inst["uid"],
+            "base_url": f"http://{host}:{rep['port']}/v1",
+            "model": models[inst["uid"]].model_dump(mode="json") if inst["uid"] in models else None,
+            "gpus": rep["gpus"],
+            "key_id": rep["key_id"],
+            "first_byte_timeout_s": rep["first_byte_timeout_s"],
+        }
+        for inst in instances
+        for rep in inst["replicas"]
+        if rep["status"] == "ready"
+    ]

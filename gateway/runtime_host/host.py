@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster import desired
 from gateway.cluster.nodes import NodeRegistry
-from gateway.runtime_host.adapters import served_models
+from gateway.runtime_host.adapters import ready_workers
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
 from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
@@ -122,24 +122,11 @@ class HostRuntime:
 
     def _record(self) -> dict[str, Any]:
         instances = self.runtime.instances()
-        models = served_models(self.runtime)
-        workers = [
-            {
-                "uid": inst["uid"],
-                "base_url": f"http://127.0.0.1:{rep['port']}/v1",
-                "key_id": rep.get("key_id", ""),
-                "first_byte_timeout_s": rep.get("first_byte_timeout_s"),
-                "model": models[inst["uid"]].model_dump() if inst["uid"] in models else None,
-            }
-            for inst in instances
-            for rep in inst["replicas"]
-            if rep["status"] == "ready"
-        ]
         return {
             "node_id": self.node_id,
             "session": self.session,
             "host_scope": self.registry.host_scope,
-            "workers": workers,
+            "workers": ready_workers(self.runtime, instances, "127.0.0.1"),
             "instances": instances,
         }
 

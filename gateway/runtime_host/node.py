@@ -44,7 +44,7 @@ from pydantic import ValidationError
 from gateway.cluster import heartbeat
 from gateway.cluster import secret as cluster_secret
 from gateway.logging import configure_logging
-from gateway.runtime_host.adapters import runtime_settings, served_models
+from gateway.runtime_host.adapters import ready_workers, runtime_settings
 from gateway.settings import Settings
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
@@ -146,31 +146,16 @@ class NodeAgent:
         return True
 
     def record(self, sup: Supervisor) -> dict[str, Any]:
-        models = served_models(sup)
-        workers = []
-        instances = []
-        for inst in sup.instances():
-            uid = inst["uid"]
-            model = models[uid].model_dump(mode="json") if uid in models else None
-            for rep in inst["replicas"]:
-                if rep["status"] == "ready":
-                    workers.append(
-                        {
-                            "uid": uid,
-                            "base_url": f"http://{self.advertise_host}:{rep['port']}/v1",
-                            "model": model,
-                            "gpus": rep["gpus"],
-                            "key_id": rep["key_id"],
-                            "first_byte_timeout_s": rep["first_byte_timeout_s"],
-                        }
-                    )
-            instances.append({k: inst.get(k) for k in ("uid", "status", "error", "model_name")})
+        instances = sup.instances()
         return {
             "node_id": self.node_id,
             "session": self.session,
             "address": self.advertise_host,  # what Xinference clients name as worker_ip
-            "workers": workers,
-            "instances": instances,
+            "workers": ready_workers(sup, instances, self.advertise_host),
+            "instances": [
+                {k: inst.get(k) for k in ("uid", "status", "error", "model_name")}
+                for inst in instances
+            ],
             "gpus": self._gpu_info(),
         }
 
