@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.admin_api.envelope import fail
 from modelport_wire.errors import ModelportError
-from modelport_wire.openai import ErrorResponse, error_body, status_code
+from modelport_wire.openai import ErrorResponse, error_body, status_code, status_type
 
 log = logging.getLogger("modelport")
 
@@ -67,7 +67,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
-        body = error_body(message, code=status_code(exc.status_code))
+        status = exc.status_code
+        body = error_body(message, type=status_type(status), code=status_code(status))
         return respond(request, exc.status_code, body, dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
