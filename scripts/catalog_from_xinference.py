@@ -2,8 +2,8 @@
 
 Xinference (github.com/xorbitsai/inference) publishes, per model family, the hub ids, sizes, formats,
 quantizations and GGUF file names its users launch by name. Those are facts about public models;
-this script turns them into modelport's own schema (local_runtime/catalog.py) once, so the names,
-size strings and quantization spellings are the ones Xinference users type. The YAML it writes is
+this script turns them into modelport's own schema (local_runtime/catalog/schema.py) once, so
+the names, size strings and quantization spellings are the ones Xinference users type. The YAML it writes is
 the source afterwards: review it, edit it by hand, commit it; re-run only to pick up new families.
 
     python scripts/catalog_from_xinference.py /path/to/inference-checkout config/catalog \
@@ -55,7 +55,7 @@ HEADER = """\
 # {what}, written by scripts/catalog_from_xinference.py from the facts in Xinference's
 # {source} (xorbitsai/inference@{commit}): names, sizes, formats, quantizations and
 # hub ids as Xinference users launch them. This YAML is the source now: edit it here.
-# Schema: local_runtime/catalog.py (Family, ModelSpec).
+# Schema: local_runtime/catalog/schema.py (Family, ModelSpec).
 """
 
 
