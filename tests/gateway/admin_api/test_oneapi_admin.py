@@ -20,7 +20,10 @@ from sqlalchemy import create_engine, inspect, text
 
 from gateway.db.engine import alembic_config, sync_url, upgrade
 from tests.support.fake_gemini import FakeGemini, start_fake_gemini
+from tests.support.migrations import db_url
 from tests.support.servers import ServerThread, free_port
+
+__all__ = ["db_url"]  # the fixture, parametrised over SQLite and PostgreSQL
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -185,13 +188,6 @@ def test_channel_types_follow_one_api(gateway):
     types = {t["type"]: t["name"] for t in gateway.api("GET", "/api/channel/types")}
     assert types[47] == "Baidu Qianfan V2" and types[1047] == "Xinference"
     assert types[30] == "Ollama" and types[36] == "DeepSeek" and types[50] == "OpenAI-compatible"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 def test_migration_moves_stored_xinference_channels(db_url):
