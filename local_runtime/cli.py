@@ -122,8 +122,12 @@ def _register_xinference(client: Any, item: Any) -> str | None:
         body = resp.json()
     except ValueError:
         return f"HTTP {resp.status_code}"
-    detail = body.get("detail") or body.get("message") if isinstance(body, dict) else None
-    return str(detail or f"HTTP {resp.status_code}")
+    if not isinstance(body, dict):
+        return f"HTTP {resp.status_code}"
+    # Xinference's {"detail"} from the registration route; the gateway's OpenAI {"error"} (auth)
+    error = body.get("error")
+    detail = body.get("detail") or (error.get("message") if isinstance(error, dict) else None)
+    return str(detail or body.get("message") or f"HTTP {resp.status_code}")
 
 
 def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, default_url: str):

@@ -181,3 +181,18 @@ def test_import_xinference_without_custom_models(modelport: Run, tmp_path: Path)
     out = modelport("catalog", "import-xinference", "--xinference-home", str(tmp_path / "none"))
     assert out.returncode == 0
     assert f"no custom models under {tmp_path / 'none' / 'model'}" in out.stderr
+
+
+def test_import_xinference_says_why_the_server_refused(modelport: Run, tmp_path: Path) -> None:
+    """A refusal in the gateway's OpenAI error shape (here: a wrong admin token) keeps its words."""
+    xhome = tmp_path / "xinference"
+    _write(
+        xhome / "model" / "embedding" / "my-emb.json",
+        {"model_name": "my-emb", "dimensions": 384, "max_tokens": 256, "model_id": "a/b"},
+    )
+    out = modelport(
+        "catalog", "import-xinference", "--xinference-home", str(xhome), MODELPORT_ADMIN_TOKEN="no"
+    )
+    assert out.returncode == 1
+    assert "skipped embedding my-emb" in out.stdout
+    assert "admin access needs the admin token" in out.stdout
