@@ -5,20 +5,14 @@ new words, and it goes down and up again."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
 from gateway.db.engine import alembic_config, sync_url, upgrade
+from tests.support.migrations import db_url
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    return str(request.getfixturevalue("pg_url"))
+__all__ = ["db_url"]  # the fixture, parametrised over SQLite and PostgreSQL
 
 
 def _run(url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
