@@ -38,19 +38,14 @@ from admin_ui.web import (
     require_user,
     save_session,
 )
-from gateway.auth.secrets import load_or_create_key
+from gateway.auth.secrets import secret_key
 from gateway.services import Services
 
 log = logging.getLogger("modelport.ui")
 
 
 def build_ui(services: Services) -> UIState:
-    settings = services.settings
-    secret = (
-        settings.secret_key.get_secret_value()
-        if settings.secret_key
-        else load_or_create_key(settings.home)
-    )
+    secret = secret_key(services.settings)
     return UIState(
         sessions=SessionStore(auth.derive_key(secret), services.sessions, services.box),
         limiter=services.guards.ui_login,

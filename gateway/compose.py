@@ -14,7 +14,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth.guard import Guards
-from gateway.auth.secrets import SecretBox, load_or_create_key
+from gateway.auth.secrets import SecretBox, secret_key
 from gateway.auth.tokens import TokenAuthenticator
 from gateway.billing.prices import PriceBook
 from gateway.billing.usage import UsageWriter
@@ -56,11 +56,7 @@ def build_gateway(settings: Settings) -> tuple[Services, Cluster]:
         pool_timeout=settings.db_pool_timeout_s,
     )
     sessions = make_sessionmaker(engine)
-    secret = (
-        settings.secret_key.get_secret_value()
-        if settings.secret_key
-        else load_or_create_key(settings.home)
-    )
+    secret = secret_key(settings)
     box = SecretBox(secret, [k.get_secret_value() for k in settings.old_secret_keys])
 
     configure_logging(settings.log_format, settings.log_level)

@@ -59,7 +59,8 @@ def _statuses(families: list[Any], home: Any) -> dict[str, str]:
     """Per family: "ready: ..." or "download ~N GB" (the CLI's words)."""
     from local_runtime.catalog import offline
 
-    return {family.name: offline.describe(offline.status(family, home)) for family in families}
+    # rows() reads the runtime's settings once for all families (per family was most of the time)
+    return {row["name"]: offline.describe(row) for row in offline.rows(families, home)}
 
 
 @router.get("")

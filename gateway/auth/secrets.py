@@ -11,8 +11,12 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 def _as_fernet_key(secret: str) -> bytes:
@@ -36,6 +40,12 @@ def load_or_create_key(home: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(key)
     return key
+
+
+def secret_key(settings: Settings) -> str:
+    """MODELPORT_SECRET_KEY, else <home>/secret.key (created once)."""
+    configured = settings.secret_key
+    return configured.get_secret_value() if configured else load_or_create_key(settings.home)
 
 
 class SecretBox:
