@@ -178,9 +178,13 @@ def compose(settings: Settings) -> tuple[Services, Parts]:
     def local_models() -> dict[str, ServedModel]:
         return {**cluster.nodes.served_models(), **(hosted.served_models() if hosted else {})}
 
-    models = ModelDirectory(core.relay, local=local_models)
+    models = ModelDirectory(
+        core.relay,
+        local=local_models,
+        pending=hosted.pending if hosted else None,  # launched but not serving: a 503, not a 404
+        refresh=hosted.host.refresh if hosted else None,
+    )
     if hosted is not None:
-        models.pending = hosted.pending  # launched but not serving: a 503, not a 404
         core.dispatcher.not_ready = models.not_ready
     services = replace(
         core,

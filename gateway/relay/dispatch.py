@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -127,8 +127,10 @@ class Dispatcher:
         self.retries = retries
         self.on_disable = on_disable
         # Why a model without endpoints is not served (a local UID still loading, or failed):
-        # asked only once the route lookup came back empty, instead of answering 404.
-        self.not_ready: Callable[[str], ModelportError | None] | None = None
+        # asked only once the route lookup came back empty, instead of answering 404. It may
+        # bring this process's routes up to date first (`--workers N`), so they are looked up
+        # again after it answered.
+        self.not_ready: Callable[[str], Awaitable[ModelportError | None]] | None = None
 
     def candidates(self, group: str, model: str) -> tuple[list[Endpoint], list[Endpoint]]:
         """(endpoints to try in order, endpoints skipped because their circuit is open)."""
@@ -154,6 +156,11 @@ class Dispatcher:
         """`allowed` (the models the caller may use) is asked only to word a 404: building that
         set on every request cost more than routing it."""
         endpoints, parked = self.candidates(group, request.model)
+        if not endpoints and not parked and self.not_ready is not None:
+            why = await self.not_ready(request.model)
+            endpoints, parked = self.candidates(group, request.model)
+            if not endpoints and why is not None:
+                raise why
         if not endpoints:
             if parked:
                 wait = min(self.health.retry_after(ep.id) for ep in parked)
@@ -163,8 +170,6 @@ class Dispatcher:
                     code="no_available_endpoint",
                     headers={"Retry-After": str(max(1, round(wait)))},
                 )
-            if self.not_ready is not None and (exc := self.not_ready(request.model)) is not None:
-                raise exc
             raise ModelNotFound(_unknown_model_message(request.model, allowed()), param="model")
         errors: list[str] = []  # with channel names and addresses: log and usage row only
         reasons: list[str] = []  # the same, naming nothing: for the caller

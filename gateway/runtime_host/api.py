@@ -103,6 +103,7 @@ async def launch_model(request: Request) -> JSONResponse:
             await _launch_on_node(request, spec, wait=wait)
         else:
             await runtime.launch(spec, wait=wait)
+            await _published(request, wait=wait)
     except UidTaken as exc:
         return _detail(exc.message, 409)
     except LaunchError as exc:
@@ -110,6 +111,14 @@ async def launch_model(request: Request) -> JSONResponse:
     except ModelportError as exc:
         return _detail(exc.message, exc.status)
     return JSONResponse({"model_uid": spec.uid})
+
+
+async def _published(request: Request, *, wait: bool) -> None:
+    """A launch that answers "ready" is routable from every process of this host (`--workers
+    N` route to the runtime's workers from its heartbeat)."""
+    host = services_of(request).host_runtime
+    if wait and host is not None:
+        await host.published()
 
 
 async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> None:
@@ -242,7 +251,9 @@ async def launch(request: Request) -> dict[str, Any]:
     try:
         spec = launch_spec_from_xinference(body)
         wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
-        return ok(await _runtime(request).launch(spec, wait=wait))
+        launched = await _runtime(request).launch(spec, wait=wait)
+        await _published(request, wait=wait)
+        return ok(launched)
     except UidTaken as exc:
         raise InvalidRequest(exc.message, status=409, code="uid_taken") from None
     except LaunchError as exc:

@@ -4,7 +4,10 @@ Each process builds a Supervisor, but at startup only the one that takes an excl
 `<home>/runtime.lock` starts it (the kernel drops the lock when that process dies, so a restarted
 process can take over). The owner publishes its workers in the node registry as a host-scoped
 node (loopback URLs, used only by processes of the same host and home), so every process routes
-to them exactly as to a GPU node's workers.
+to them exactly as to a GPU node's workers. It heartbeats every `interval` and at once when its
+routes change (`publish_soon`); a launch that waited for "ready" answers only after that
+heartbeat is written (`published`), and a process that finds no route for a model re-reads the
+records first (`refresh`), so "ready" means routable from every process, not a second later.
 
 The other processes answer the runtime API by proxy: a launch or terminate becomes a command row
 in the database for the host node (what GPU nodes read as their desired state); the owner executes
@@ -41,6 +44,8 @@ from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
 log = logging.getLogger("modelport.cluster")
 
 TERMINATE = "__terminate__"
+REFRESH_EVERY_S = 0.1
+PUBLISH_WAIT_S = 5.0
 
 
 class HostRuntime:
@@ -65,6 +70,11 @@ class HostRuntime:
         self.session = secrets.token_hex(8)
         self._lock_file: IO[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # the owner's routes changed: heartbeat now
+        self._beat = asyncio.Condition()  # a heartbeat was written (`published`)
+        self._beats_started = self._beats_done = 0
+        self._refresh_lock = asyncio.Lock()
+        self._refreshed_at = 0.0
 
     # --- the lock ----------------------------------------------------------------------------
     def guard(self) -> None:
@@ -111,14 +121,38 @@ class HostRuntime:
             self._lock_file.close()
 
     # --- owner: publish workers, execute commands --------------------------------------------
+    def publish_soon(self) -> None:
+        """The supervisor's routes changed (a replica became ready, restarted or stopped): the
+        other processes learn it from the next heartbeat, so it goes out now, not within
+        `interval`."""
+        self._wake.set()
+
+    async def published(self) -> None:
+        """Wait for a heartbeat that began after this call (at most `PUBLISH_WAIT_S`): a launch
+        that answers "ready" only then, so every process of this host routes it at once."""
+        if not self.owner or self._task is None:
+            return
+        want = self._beats_started + 1
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PUBLISH_WAIT_S), self._beat:
+                await self._beat.wait_for(lambda: self._beats_done >= want)
+
     async def _run(self) -> None:
         while True:
+            self._wake.clear()
+            self._beats_started += 1
             try:
                 await self.registry.heartbeat(self._record())
                 await self._execute_commands()
             except (SQLAlchemyError, OSError, ValueError) as exc:
                 log.warning("host runtime heartbeat failed: %s", exc)
-            await asyncio.sleep(self.interval)
+            async with self._beat:
+                self._beats_done = self._beats_started
+                self._beat.notify_all()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
 
     def _record(self) -> dict[str, Any]:
         instances = self.runtime.instances()
@@ -147,6 +181,21 @@ class HostRuntime:
                 await desired.unplace(session, node=self.node_id, uid=uid)
 
     # --- the other processes: the runtime API by proxy ---------------------------------------
+    async def refresh(self) -> None:
+        """Read the owner's record now instead of at the registry's next sync: asked before a
+        request for a UID that looks launched but not ready is refused, since the owner may
+        have published it ready a moment ago. One read serves every caller of the same 0.1 s."""
+        if self.owner or time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+            return
+        async with self._refresh_lock:
+            if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+                return
+            try:
+                await self.registry.sync()
+            except (SQLAlchemyError, OSError, ValueError) as exc:  # answer from the last copy
+                log.warning("node registry refresh failed: %s", exc)
+            self._refreshed_at = time.monotonic()
+
     def _become_proxy(self) -> None:
         rt = self.runtime
         rt.launch = self._launch

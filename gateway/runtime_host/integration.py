@@ -33,6 +33,7 @@ from gateway.runtime_host.adapters import (
 from gateway.runtime_host.api import admin_router, launch_router, xinference_router
 from gateway.runtime_host.host import HostRuntime
 from gateway.services import Services
+from gateway.upstreams.base import Endpoint
 from local_runtime.catalog import Catalog
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
@@ -112,7 +113,12 @@ def build_runtime(services: Services, nodes: NodeRegistry, key_root: str) -> Hos
     catalog = Catalog.load(
         builtin_dir=settings.catalog_dir, custom_dir=settings.home / "custom_models"
     )
-    endpoints = ReplicaEndpoints(nodes.set_local)
+
+    def route(uid: str, eps: list[Endpoint]) -> None:
+        nodes.set_local(uid, eps)
+        host.publish_soon()  # the other processes of `--workers N` route from its heartbeat
+
+    endpoints = ReplicaEndpoints(route)
     runtime = Supervisor(
         settings=runtime_settings(settings),
         catalog=catalog,

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from gateway.auth.tokens import Caller
 from gateway.deps import CallerDep
 from gateway.errors import ModelNotFound
 from gateway.relay.models.service import ModelDirectory
@@ -16,6 +17,10 @@ def _directory(request: Request) -> ModelDirectory:
     return services_of(request).models
 
 
+def _described(d: ModelDirectory, caller: Caller, model_id: str) -> dict[str, Any] | None:
+    return next((d.entry(m) for m in d.served(caller) if m.id == model_id), None)
+
+
 @router.get("/models", summary="List the models this token can use")
 async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
     d = _directory(request)
@@ -25,10 +30,12 @@ async def list_models(request: Request, caller: CallerDep) -> dict[str, Any]:
 @router.get("/models/{model_id:path}", summary="Describe one model")
 async def get_model(model_id: str, request: Request, caller: CallerDep) -> dict[str, Any]:
     d = _directory(request)
-    for m in d.served(caller):
-        if m.id == model_id:
-            return d.entry(m)
-    if caller.may_use(model_id) and (not_ready := d.not_ready(model_id)) is not None:
+    if (found := _described(d, caller, model_id)) is not None:
+        return found
+    if caller.may_use(model_id) and (not_ready := await d.not_ready(model_id)) is not None:
+        # asking may have refreshed this process's view of the local runtime
+        if (found := _described(d, caller, model_id)) is not None:
+            return found
         raise not_ready
     raise ModelNotFound(
         f"model '{model_id}' does not exist or this token may not use it", param="model"

@@ -15,7 +15,7 @@ failed, so the hot path never pays for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.auth.tokens import Caller
@@ -50,16 +50,29 @@ LOADING_RETRY_AFTER_S = 5
 
 class ModelDirectory:
     def __init__(
-        self, relay: RelayService, local: Callable[[], dict[str, ServedModel]] | None = None
+        self,
+        relay: RelayService,
+        local: Callable[[], dict[str, ServedModel]] | None = None,
+        *,
+        pending: Callable[[str], PendingModel | None] | None = None,
+        refresh: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.relay = relay
         self.local = local or (lambda: {})
-        # set by the local runtime: a launched UID that is not serving, or None for an unknown one
-        self.pending: Callable[[str], PendingModel | None] = lambda _model: None
+        # from the local runtime: a launched UID that is not serving, or None for an unknown one
+        self.pending = pending or (lambda _model: None)
+        # from the local runtime: bring this process's copy of the host runtime up to date
+        # (`--workers N`: the process that runs the models may have published it a moment ago)
+        self.refresh = refresh
         self.created = int(time.time())
 
-    def not_ready(self, model: str) -> ModelNotReady | None:
-        """The 503 for a launched model that cannot serve now; None when nobody launched it."""
+    async def not_ready(self, model: str) -> ModelNotReady | None:
+        """The 503 for a launched model that cannot serve now; None when nobody launched it.
+        Asked after the route lookup failed, so this process's view of the local runtime is
+        refreshed first (a UID launched a moment ago through another process); the refresh
+        reads the store at most ten times a second however many unknown names arrive."""
+        if self.refresh is not None:
+            await self.refresh()
         p = self.pending(model)
         if p is None:
             return None
