@@ -5,15 +5,20 @@ request-validation errors, anything unexpected) reaches one handler here and lea
 of the surface it hit: the OpenAI error body (modelport_wire.openai) on /v1/* and every other
 path, One API's `{"success": false, "message", "data": null}` on /api/* (gateway.admin_api.envelope).
 Xinference's routes answer `{"detail"}` themselves (gateway.runtime_host.api).
+
+/openapi.json declares the same shapes: FastAPI's default `422 HTTPValidationError` goes (a
+validation error answers 400 in the surface's shape), and every operation's `default` response
+is its surface's error body, so a client generated from the schema parses what it really gets.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -42,6 +47,44 @@ OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class OneApiError(BaseModel):
+    """One API's failure envelope (gateway.admin_api.envelope.fail), every error on /api/*."""
+
+    success: Literal[False]
+    message: str
+    data: None
+
+
+_SCHEMAS = "#/components/schemas/"
+
+
+def declare_surface_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with each operation's errors in the shape on_surface gives them (in place)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorResponse, OneApiError):
+        defs = model.model_json_schema(ref_template=_SCHEMAS + "{model}")
+        schemas.update(defs.pop("$defs", {}))
+        schemas.setdefault(model.__name__, defs)
+    for path, operations in spec.get("paths", {}).items():
+        model = OneApiError if path.startswith("/api/") else ErrorResponse
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses.setdefault(
+                "default",
+                {
+                    "description": "Any other error, in this surface's shape",
+                    "content": {
+                        "application/json": {"schema": {"$ref": _SCHEMAS + model.__name__}}
+                    },
+                },
+            )
+    if "HTTPValidationError" not in str(spec.get("paths")):
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+    return spec
+
+
 def on_surface(path: str, body: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI error body in the shape of the surface `path` belongs to."""
     if path.startswith("/api/"):
@@ -56,6 +99,15 @@ def respond(
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    build_openapi = app.openapi  # FastAPI caches its result in app.openapi_schema
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_surface_errors(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(ModelportError)
     async def on_modelport_error(request: Request, exc: ModelportError) -> Response:
         return respond(request, exc.status, exc.body(), exc.headers)

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
@@ -51,8 +52,22 @@ from local_runtime.supervisor import (
     UnknownInstance,
 )
 
+
+class XinferenceError(BaseModel):
+    """Xinference's error body; its client raises RuntimeError with the detail."""
+
+    detail: str
+
+
+def _detail_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """What /openapi.json declares for the `{"detail"}` answers (others: ErrorResponse)."""
+    return {s: {"model": XinferenceError, "description": "Xinference's error"} for s in statuses}
+
+
 launch_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
-xinference_router = APIRouter(prefix="/v1", tags=["Xinference model API"])
+xinference_router = APIRouter(
+    prefix="/v1", tags=["Xinference model API"], responses=_detail_errors(400)
+)
 admin_router = APIRouter(
     prefix="/api/runtime", tags=["Runtime admin API"], dependencies=[Depends(require_admin)]
 )
@@ -86,7 +101,12 @@ async def cluster_auth() -> dict[str, bool]:
     return {"auth": True}
 
 
-@launch_router.post("/models", dependencies=Admin, summary="Launch a model (Xinference)")
+@launch_router.post(
+    "/models",
+    dependencies=Admin,
+    summary="Launch a model (Xinference)",
+    responses=_detail_errors(400, 404, 409, 503),
+)
 async def launch_model(request: Request) -> JSONResponse:
     try:
         body = await json_body(request)
@@ -135,7 +155,10 @@ async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> 
 
 
 @launch_router.delete(
-    "/models/{model_uid}", dependencies=Admin, summary="Terminate a model (Xinference)"
+    "/models/{model_uid}",
+    dependencies=Admin,
+    summary="Terminate a model (Xinference)",
+    responses=_detail_errors(400),
 )
 async def terminate_model(model_uid: str, request: Request) -> JSONResponse:
     """Stops the UID here and withdraws it from every GPU node it was launched on."""

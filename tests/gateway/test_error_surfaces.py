@@ -146,3 +146,66 @@ def test_openapi_declares_the_openai_error(gateway):
                 path,
                 status,
             )
+
+
+def _resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _declared(spec: dict, path: str, method: str, status: int) -> dict:
+    responses = spec["paths"][path][method]["responses"]
+    response = responses.get(str(status), responses.get("default"))
+    assert response is not None, (path, method, status)
+    return _resolve(spec, response["content"]["application/json"]["schema"])
+
+
+def _fits(spec: dict, schema: dict, body: object) -> None:
+    """`body` has exactly the object keys `schema` declares (nested objects too)."""
+    schema = _resolve(spec, schema)
+    if schema.get("type") != "object":
+        return
+    assert isinstance(body, dict), (schema, body)
+    assert set(schema.get("required", ())) <= set(body) <= set(schema["properties"]), (
+        schema,
+        body,
+    )
+    for key, value in body.items():
+        _fits(spec, schema["properties"][key], value)
+
+
+def test_openapi_declares_each_surfaces_real_error_shape(gateway):
+    """No operation keeps FastAPI's `422 HTTPValidationError` (validation errors answer 400 in
+    the surface's shape); every error an operation declares is its surface's body; and a real
+    bad request to each surface fits what the schema declares for it."""
+    spec = httpx.get(f"{gateway.url}/openapi.json").json()
+    assert "HTTPValidationError" not in str(spec) and "ValidationError" not in spec["components"]
+    xinference = {"XinferenceError"}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            errors = {s: r for s, r in operation["responses"].items() if not s.startswith("2")}
+            assert "422" not in errors and "default" in errors, (path, method)
+            for status, response in errors.items():
+                name = response["content"]["application/json"]["schema"]["$ref"].rsplit("/")[-1]
+                if path.startswith("/api/"):
+                    assert name == "OneApiError", (path, method, status)
+                elif "Xinference model API" in operation.get("tags", ()) and status != "default":
+                    assert name in xinference, (path, method, status)
+                else:
+                    assert name == "ErrorResponse", (path, method, status)
+
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    bad_json = b"{not json"
+    for method, path, url in (
+        ("post", "/v1/chat/completions", "/v1/chat/completions"),
+        ("post", "/api/channel/", "/api/channel/"),
+        ("get", "/api/channel/{channel_id}", "/api/channel/not-a-number"),
+        ("post", "/v1/models", "/v1/models"),
+    ):
+        r = httpx.request(method, f"{gateway.url}{url}", content=bad_json, headers=auth)
+        assert r.status_code == 400, (url, r.text)
+        _fits(spec, _declared(spec, path, method, 400), r.json())
+    r = httpx.post(f"{gateway.url}/v1/models", content=bad_json, headers={"Authorization": "x"})
+    assert r.status_code == 401
+    _fits(spec, _declared(spec, "/v1/models", "post", 401), r.json())
