@@ -17,10 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 GATEWAY_TO_RUNTIME = {
-    # the UI's models page launches and terminates through the supervisor, lists the catalog
-    ("admin_ui/routes/models.py", "local_runtime.catalog"),
-    ("admin_ui/routes/models.py", "local_runtime.spec"),
-    ("admin_ui/routes/models.py", "local_runtime.supervisor"),
     # node placement validates and stores LaunchSpecs
     ("gateway/cluster/api.py", "local_runtime.spec"),
     ("gateway/cluster/launch.py", "local_runtime.spec"),

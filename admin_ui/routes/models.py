@@ -1,7 +1,8 @@
 """Models: the catalog (search, type and ability filters; grouped by type; each family marked
 ready to launch offline or with the download it needs), launch with Xinference's parameters,
 running instances (status, replicas, memory, uptime, idle timer, progress, logs, terminate) and
-custom model registration. Talks to the services' runtime (the Supervisor) and catalog."""
+custom model registration. Talks to the services' runtime and catalog through the composition
+layer (gateway.runtime_host.ui_actions), never to local_runtime itself."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from admin_ui import runtime_view
 from admin_ui.web import UserDep, flash, form_of, form_str, render
 from gateway.admin_api.envelope import first_error
+from gateway.runtime_host import ui_actions
 
 router = APIRouter(prefix="/models")
 TYPES = ("llm", "embedding", "rerank", "audio", "image")
@@ -55,14 +57,6 @@ def _launch_fields(form: FormData) -> dict[str, Any]:
     return data
 
 
-def _statuses(families: list[Any], home: Any) -> dict[str, str]:
-    """Per family: "ready: ..." or "download ~N GB" (the CLI's words)."""
-    from local_runtime.catalog import offline
-
-    # rows() reads the runtime's settings once for all families (per family was most of the time)
-    return {row["name"]: offline.describe(row) for row in offline.rows(families, home)}
-
-
 @router.get("")
 async def page(request: Request, session: UserDep) -> Response:
     catalog = runtime_view.catalog_of(request)
@@ -77,7 +71,7 @@ async def page(request: Request, session: UserDep) -> Response:
     runtime = runtime_view.runtime_of(request)
     home = runtime.home if runtime is not None else None
     # looks for files on disk (cache, starter packages): off the event loop
-    statuses = await run_in_threadpool(_statuses, families, home)
+    statuses = await run_in_threadpool(ui_actions.family_statuses, families, home)
     groups = [(kind, [f for f in families if f.type == kind]) for kind in TYPES]
     return render(
         request,
@@ -113,38 +107,27 @@ async def instances(request: Request, session: UserDep) -> Response:
 
 @router.post("/launch")
 async def launch(request: Request, session: UserDep) -> Response:
-    from local_runtime.spec import LaunchSpec
-    from local_runtime.supervisor import LaunchError
-
     runtime = runtime_view.runtime_of(request)
     if runtime is None:
         flash(session, "the local runtime is disabled on this server", "error")
         return RedirectResponse("/ui/models", 303)
     form = await form_of(request)
     try:
-        spec = LaunchSpec.model_validate(_launch_fields(form))
-        # wait=False: the page shows progress while files download and the worker loads.
-        await runtime.launch(spec, wait=False)
+        uid = await ui_actions.launch(runtime, _launch_fields(form))
     except ValidationError as exc:
         flash(session, f"cannot launch: {first_error(exc)}", "error")
-    except LaunchError as exc:
+    except ui_actions.Refused as exc:
         flash(session, f"cannot launch: {exc}", "error")
     else:
-        flash(session, f"launching {spec.uid}: it is served as model '{spec.uid}' once ready")
+        flash(session, f"launching {uid}: it is served as model '{uid}' once ready")
     return RedirectResponse("/ui/models#running", 303)
 
 
 @router.post("/instances/{uid}/terminate")
 async def terminate(uid: str, request: Request, session: UserDep) -> Response:
-    from local_runtime.supervisor import UnknownInstance
-
-    runtime = runtime_view.runtime_of(request)
-    try:
-        if runtime is None:
-            raise UnknownInstance(uid)
-        await runtime.terminate(uid)
+    if await ui_actions.terminate(runtime_view.runtime_of(request), uid):
         flash(session, f"terminated {uid}")
-    except UnknownInstance:
+    else:
         flash(session, f"{uid} is not running", "error")
     if request.headers.get("hx-request"):
         return await instances(request, session)
@@ -153,21 +136,13 @@ async def terminate(uid: str, request: Request, session: UserDep) -> Response:
 
 @router.get("/instances/{uid}/logs")
 async def logs(uid: str, request: Request, session: UserDep) -> Response:
-    from local_runtime.supervisor import UnknownInstance
-
-    runtime = runtime_view.runtime_of(request)
-    try:
-        by_replica = runtime.logs(uid, lines=200) if runtime is not None else {}
-    except UnknownInstance:
-        by_replica = {}
+    by_replica = ui_actions.logs(runtime_view.runtime_of(request), uid, lines=200)
     return render(request, "partials/instance_logs.html", session, uid=uid, logs=by_replica)
 
 
 @router.post("/register")
 async def register(request: Request, session: UserDep) -> Response:
     """A custom model from local files (type and format inferred from what is there)."""
-    from local_runtime.catalog import CatalogError
-
     catalog = runtime_view.catalog_of(request)
     form = await form_of(request)
     name, path = form_str(form, "name"), form_str(form, "path")
@@ -177,13 +152,14 @@ async def register(request: Request, session: UserDep) -> Response:
         flash(session, "enter a name and the path of the model files", "error")
     else:
         try:
-            family = catalog.register_path(
+            family = ui_actions.register_path(
+                catalog,
                 name,
                 path,
                 form_str(form, "model_type") or None,
-                engine=form_str(form, "engine") or None,
+                form_str(form, "engine") or None,
             )
             flash(session, f"registered {family.name} ({family.type}, {family.formats()[0]})")
-        except CatalogError as exc:
+        except ui_actions.Refused as exc:
             flash(session, str(exc), "error")
     return RedirectResponse("/ui/models", 303)
