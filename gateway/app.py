@@ -185,13 +185,12 @@ def compose(settings: Settings) -> tuple[Services, Parts]:
         refresh=hosted.host.refresh if hosted else None,
     )
     if hosted is not None:
-        core.dispatcher.not_ready = models.not_ready
+        core.dispatcher.explain_unrouted(models.not_ready)
     services = replace(
         core,
         models=models,
         runtime=hosted.runtime if hosted else None,
         catalog=hosted.catalog if hosted else None,
-        host_runtime=hosted.host if hosted else None,
         ui=ui_module.build_ui(core) if ui_module else None,
     )
     return services, Parts(cluster=cluster, runtime=hosted, ui=ui_module)

@@ -76,16 +76,6 @@ def build_gateway(settings: Settings) -> tuple[Services, Cluster]:
     )
     metrics = Metrics()
     limiter = make_limiter(settings)
-    dispatcher = Dispatcher(routes, health, upstreams, retries=settings.retries)
-    relay = RelayService(
-        dispatcher,
-        prices,
-        usage,
-        sessions,
-        limiter=limiter,
-        metrics=metrics,
-        max_stream_bytes=settings.max_response_bytes,
-    )
     admin_hash = AdminHash()
     guards = Guards.from_limits(
         admin_token=settings.admin_token_failures,
@@ -125,13 +115,27 @@ def build_gateway(settings: Settings) -> tuple[Services, Cluster]:
         settings=settings,
         reload_routes=changes.routes_changed,
     )
-    if settings.auto_disable_channels:
 
-        def disable(ep: Endpoint, reason: str) -> None:
-            monitor.disable(ep, reason)
-            changes.channel_disabled(ep.channel_id)
+    def disable(ep: Endpoint, reason: str) -> None:
+        monitor.disable(ep, reason)
+        changes.channel_disabled(ep.channel_id)
 
-        dispatcher.on_disable = disable
+    dispatcher = Dispatcher(
+        routes,
+        health,
+        upstreams,
+        retries=settings.retries,
+        on_disable=disable if settings.auto_disable_channels else None,
+    )
+    relay = RelayService(
+        dispatcher,
+        prices,
+        usage,
+        sessions,
+        limiter=limiter,
+        metrics=metrics,
+        max_stream_bytes=settings.max_response_bytes,
+    )
     _register_gauges(metrics, health, usage, limiter, relay)
     metrics.register_gauge(
         "modelport_db_pool_exhausted",

@@ -40,11 +40,10 @@ if TYPE_CHECKING:  # annotations only: the services' modules import gateway.deps
     from gateway.relay.models.service import ModelDirectory
     from gateway.relay.service import RelayService
     from gateway.routing import HealthTracker, RouteTable
-    from gateway.runtime_host.host import HostRuntime
+    from gateway.runtime_host.front import LocalRuntime
     from gateway.settings import Settings
     from gateway.tokens.service import TokenService
     from local_runtime.catalog import Catalog
-    from local_runtime.supervisor import Supervisor
 
 
 class AdminHash:
@@ -90,9 +89,8 @@ class Services:
     nodes: NodeRegistry
     heartbeat_replays: ReplayGuard
     # built by gateway.runtime_host.integration with `runtime_enabled`
-    runtime: Supervisor | None = None
+    runtime: LocalRuntime | None = None  # the supervisor here, or its owner's (--workers N)
     catalog: Catalog | None = None
-    host_runtime: HostRuntime | None = None
     # built by admin_ui.integration where that package is installed
     ui: UIState | None = None
 

@@ -106,6 +106,11 @@ class NodeRegistry:
             self._local.pop(uid, None)
         self._push(uid)
 
+    def skip_own(self, node_id: str) -> None:
+        """This process runs the host's runtime, whose workers it heartbeats as `node_id`: that
+        record is not routed again (the supervisor's `set_local` already routes them)."""
+        self.own_node = node_id
+
     def _push(self, uid: str) -> None:
         self._set_local(uid, self._local.get(uid, []) + self._nodes.get(uid, []))
 

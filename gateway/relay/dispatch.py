@@ -111,6 +111,9 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
 
 
+NotReady = Callable[[str], Awaitable[ModelportError | None]]
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -126,11 +129,15 @@ class Dispatcher:
         self.upstreams = upstreams
         self.retries = retries
         self.on_disable = on_disable
-        # Why a model without endpoints is not served (a local UID still loading, or failed):
-        # asked only once the route lookup came back empty, instead of answering 404. It may
-        # bring this process's routes up to date first (`--workers N`), so they are looked up
-        # again after it answered.
-        self.not_ready: Callable[[str], Awaitable[ModelportError | None]] | None = None
+        self.not_ready: NotReady | None = None  # see `explain_unrouted`
+
+    def explain_unrouted(self, not_ready: NotReady) -> None:
+        """Why a model without endpoints is not served (a local UID still loading, or failed):
+        asked only once the route lookup came back empty, instead of answering 404. It may
+        bring this process's routes up to date first (`--workers N`), so they are looked up
+        again after it answered. Wired after construction because its answerer (the model
+        directory) sits on the relay, which is built on this dispatcher."""
+        self.not_ready = not_ready
 
     def candidates(self, group: str, model: str) -> tuple[list[Endpoint], list[Endpoint]]:
         """(endpoints to try in order, endpoints skipped because their circuit is open)."""

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -38,6 +40,7 @@ from gateway.admin_api.envelope import int_param, json_body, ok
 from gateway.cluster import launch as cluster_launch
 from gateway.deps import require_admin
 from gateway.errors import InvalidRequest, ModelportError, NotFound, Unavailable
+from gateway.runtime_host.front import LocalRuntime, RuntimeElsewhere
 from gateway.services import services_of
 from local_runtime.catalog import Catalog, CatalogError, Family, family_from_xinference, offline
 from local_runtime.engines import registry
@@ -46,7 +49,6 @@ from local_runtime.resolve import LaunchError
 from local_runtime.spec import TYPE_ALIASES, LaunchSpec
 from local_runtime.supervisor import (
     ReplicaUnavailable,
-    Supervisor,
     SupervisorOptions,
     UidTaken,
     UnknownInstance,
@@ -74,15 +76,14 @@ admin_router = APIRouter(
 Admin = [Depends(require_admin)]
 
 
-def _runtime(request: Request) -> Supervisor:
+def _runtime(request: Request) -> LocalRuntime:
     runtime = services_of(request).runtime
     assert runtime is not None  # these routes are mounted with the runtime only
     return runtime
 
 
-def _runtime_or_none(request: Request) -> Supervisor | None:
-    runtime: Supervisor | None = services_of(request).runtime
-    return runtime
+def _runtime_or_none(request: Request) -> LocalRuntime | None:
+    return services_of(request).runtime
 
 
 def _catalog(request: Request) -> Catalog:
@@ -123,7 +124,6 @@ async def launch_model(request: Request) -> JSONResponse:
             await _launch_on_node(request, spec, wait=wait)
         else:
             await runtime.launch(spec, wait=wait)
-            await _published(request, wait=wait)
     except UidTaken as exc:
         return _detail(exc.message, 409)
     except LaunchError as exc:
@@ -131,14 +131,6 @@ async def launch_model(request: Request) -> JSONResponse:
     except ModelportError as exc:
         return _detail(exc.message, exc.status)
     return JSONResponse({"model_uid": spec.uid})
-
-
-async def _published(request: Request, *, wait: bool) -> None:
-    """A launch that answers "ready" is routable from every process of this host (`--workers
-    N` route to the runtime's workers from its heartbeat)."""
-    host = services_of(request).host_runtime
-    if wait and host is not None:
-        await host.published()
 
 
 async def _launch_on_node(request: Request, spec: LaunchSpec, *, wait: bool) -> None:
@@ -274,20 +266,28 @@ async def launch(request: Request) -> dict[str, Any]:
     try:
         spec = launch_spec_from_xinference(body)
         wait = request.query_params.get("wait", "true").lower() not in ("false", "0", "no")
-        launched = await _runtime(request).launch(spec, wait=wait)
-        await _published(request, wait=wait)
-        return ok(launched)
+        return ok(await _runtime(request).launch(spec, wait=wait))
     except UidTaken as exc:
         raise InvalidRequest(exc.message, status=409, code="uid_taken") from None
     except LaunchError as exc:
         raise InvalidRequest(exc.message, code="launch_failed") from None
 
 
-def _instance_call(request: Request, uid: str) -> Supervisor:
+def _instance_call(request: Request, uid: str) -> LocalRuntime:
     runtime = _runtime(request)
     if uid not in runtime:
         raise NotFound(f"no model is launched under uid {uid!r}")
     return runtime
+
+
+@contextmanager
+def _on_the_owner() -> Iterator[None]:
+    """Logs, unload and load need the worker processes: with `--workers N` only the process
+    that runs them answers; the others say so (a 503: a retry may reach that process)."""
+    try:
+        yield
+    except RuntimeElsewhere as exc:
+        raise Unavailable(exc.message, code="runtime_elsewhere") from None
 
 
 @admin_router.get("/instances/{uid}")
@@ -300,7 +300,8 @@ async def logs(uid: str, request: Request) -> dict[str, Any]:
     lines = int_param(request, "lines", 200, lo=1, hi=10_000)
     raw = request.query_params.get("replica")
     replica = int_param(request, "replica", 0) if raw not in (None, "") else None
-    return ok({"uid": uid, "logs": _instance_call(request, uid).logs(uid, lines, replica)})
+    with _on_the_owner():
+        return ok({"uid": uid, "logs": _instance_call(request, uid).logs(uid, lines, replica)})
 
 
 @admin_router.delete("/instances/{uid}")
@@ -312,7 +313,8 @@ async def terminate(uid: str, request: Request) -> dict[str, Any]:
 @admin_router.post("/instances/{uid}/unload", summary="Stop the workers; the next request reloads")
 async def unload(uid: str, request: Request) -> dict[str, Any]:
     runtime = _instance_call(request, uid)
-    await runtime.unload(uid)
+    with _on_the_owner():
+        await runtime.unload(uid)
     return ok(runtime.instance(uid))
 
 
@@ -320,7 +322,8 @@ async def unload(uid: str, request: Request) -> dict[str, Any]:
 async def load(uid: str, request: Request) -> dict[str, Any]:
     runtime = _instance_call(request, uid)
     try:
-        await runtime.load(uid)
+        with _on_the_owner():
+            await runtime.load(uid)
     except ReplicaUnavailable as exc:
         raise Unavailable(str(exc), code="load_failed") from None
     return ok(runtime.instance(uid))

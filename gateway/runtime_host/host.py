@@ -9,12 +9,14 @@ routes change (`publish_soon`); a launch that waited for "ready" answers only af
 heartbeat is written (`published`), and a process that finds no route for a model re-reads the
 records first (`refresh`), so "ready" means routable from every process, not a second later.
 
-The other processes answer the runtime API by proxy: a launch or terminate becomes a command row
-in the database for the host node (what GPU nodes read as their desired state); the owner executes
-and deletes it within a second, and the caller waits for the result in the owner's record.
+The other processes answer the runtime API by proxy (`ProxyRuntime`): a launch or terminate
+becomes a command row in the database for the host node (what GPU nodes read as their desired
+state); the owner executes and deletes it within a second, and the caller waits for the result in
+the owner's record. Which of the two answers is decided once, at startup, by the front that every
+caller holds (gateway.runtime_host.front.LocalRuntime); nothing here rebinds the supervisor.
 Limitations: logs/unload/load of a UID answer only on the owner; an unloaded model (keep_alive)
 is routable only from the owner, which reloads it on the next request it receives (the others
-answer 503 for it, as for a UID still loading: `runtime.instance` reads the owner's record).
+answer 503 for it, as for a UID still loading: the proxy's `instance` reads the owner's record).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster import desired
 from gateway.cluster.nodes import NodeRegistry
-from gateway.runtime_host.adapters import ready_workers
+from gateway.runtime_host.adapters import SessionFactory, ready_workers
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
 from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
@@ -49,16 +51,19 @@ PUBLISH_WAIT_S = 5.0
 
 
 class HostRuntime:
+    """The host's runtime lock, and the owner's side of it: heartbeat the supervisor's workers,
+    execute the command rows the other processes write (`take_lock` decides which this is)."""
+
     def __init__(
         self,
-        runtime: Supervisor,
+        supervisor: Supervisor,
         registry: NodeRegistry,
         *,
-        sessions: Any,
+        sessions: SessionFactory,
         home: Path,
         interval: float = 1.0,
     ) -> None:
-        self.runtime: Any = runtime  # a proxy rebinds its launch/terminate/instances (below)
+        self.supervisor = supervisor  # driven here only in the process that holds the lock
         self.sessions = sessions
         self.registry = registry
         self.interval = interval
@@ -77,21 +82,9 @@ class HostRuntime:
         self._refreshed_at = 0.0
 
     # --- the lock ----------------------------------------------------------------------------
-    def guard(self) -> None:
-        """Wrap the supervisor's start: only the lock holder really starts it."""
-        start = self.runtime.start
-
-        async def guarded_start() -> None:
-            if self._take_lock():
-                self.owner = True
-                await start()
-            else:
-                log.info("the local runtime of this host runs in another process; routing to it")
-                self._become_proxy()
-
-        self.runtime.start = guarded_start
-
-    def _take_lock(self) -> bool:
+    def take_lock(self) -> bool:
+        """Whether this process runs the host's supervisor (asked once, at startup): it does if
+        it takes `<home>/runtime.lock`, held until the process exits."""
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.lock_path, "ab")  # noqa: SIM115 - held open for the process's lifetime
         try:
@@ -103,11 +96,16 @@ class HostRuntime:
         f.write(str(os.getpid()).encode())
         f.flush()
         self._lock_file = f
+        self.owner = True
         return True
+
+    def proxy(self) -> ProxyRuntime:
+        """The runtime API of a process without the lock: through the owner."""
+        return ProxyRuntime(self, ready_timeout_s=self.supervisor.options.ready_timeout_s)
 
     def start(self) -> None:
         if self.owner:
-            self.registry.own_node = self.node_id
+            self.registry.skip_own(self.node_id)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="host-runtime")
 
     async def close(self) -> None:
@@ -155,12 +153,12 @@ class HostRuntime:
                     await self._wake.wait()
 
     def _record(self) -> dict[str, Any]:
-        instances = self.runtime.instances()
+        instances = self.supervisor.instances()
         return {
             "node_id": self.node_id,
             "session": self.session,
             "host_scope": self.registry.host_scope,
-            "workers": ready_workers(self.runtime, instances, "127.0.0.1"),
+            "workers": ready_workers(self.supervisor, instances, "127.0.0.1"),
             "instances": instances,
         }
 
@@ -172,15 +170,15 @@ class HostRuntime:
             uid = data.get(TERMINATE) or LaunchSpec.model_validate(data).uid
             try:
                 if TERMINATE in data:
-                    await self.runtime.terminate(uid)
+                    await self.supervisor.terminate(uid)
                 else:
-                    await self.runtime.launch(LaunchSpec.model_validate(data), wait=False)
+                    await self.supervisor.launch(LaunchSpec.model_validate(data), wait=False)
             except (UnknownInstance, LaunchError) as exc:
                 log.warning("runtime command for %s failed: %s", uid, exc)
             async with self.sessions() as session:
                 await desired.unplace(session, node=self.node_id, uid=uid)
 
-    # --- the other processes: the runtime API by proxy ---------------------------------------
+    # --- the other processes --------------------------------------------------------------
     async def refresh(self) -> None:
         """Read the owner's record now instead of at the registry's next sync: asked before a
         request for a UID that looks launched but not ready is refused, since the owner may
@@ -196,47 +194,51 @@ class HostRuntime:
                 log.warning("node registry refresh failed: %s", exc)
             self._refreshed_at = time.monotonic()
 
-    def _become_proxy(self) -> None:
-        rt = self.runtime
-        rt.launch = self._launch
-        rt.terminate = self._terminate
-        rt.instances = self._instances
-        rt.instance = self._instance
-
-    def _owner_record(self) -> dict[str, Any]:
+    def owner_record(self) -> dict[str, Any]:
         for rec in self.registry.nodes():
             if rec["node_id"] == self.node_id:
                 return rec
         return {}
 
-    def _instances(self) -> list[dict[str, Any]]:
-        return list(self._owner_record().get("instances", []))
 
-    def _instance(self, uid: str) -> dict[str, Any]:
-        for inst in self._instances():
+class ProxyRuntime:
+    """The runtime API in a process that does not hold the lock: launch and terminate are
+    command rows for the host node, executed by the owner; instances are the owner's record."""
+
+    def __init__(self, host: HostRuntime, *, ready_timeout_s: float) -> None:
+        self.host = host
+        self.registry = host.registry
+        self.ready_timeout_s = ready_timeout_s
+
+    def instances(self) -> list[dict[str, Any]]:
+        return list(self.host.owner_record().get("instances", []))
+
+    def __contains__(self, uid: object) -> bool:
+        return any(inst["uid"] == uid for inst in self.instances())
+
+    def instance(self, uid: str) -> dict[str, Any]:
+        for inst in self.instances():
             if inst["uid"] == uid:
                 return inst
         raise UnknownInstance(uid)
 
     async def _command(self, uid: str, body: dict[str, Any]) -> None:
-        async with self.sessions() as session:
+        async with self.host.sessions() as session:
             await desired.place(
-                session, node=self.node_id, uid=uid, spec_json=orjson.dumps(body).decode()
+                session, node=self.host.node_id, uid=uid, spec_json=orjson.dumps(body).decode()
             )
 
-    async def _launch(
-        self, spec: LaunchSpec, *, wait: bool = True, persist: bool = True
-    ) -> dict[str, Any]:
+    async def launch(self, spec: LaunchSpec, *, wait: bool = True) -> dict[str, Any]:
         await self.registry.sync()
-        if any(i["uid"] == spec.uid for i in self._instances()):
+        if spec.uid in self:
             raise UidTaken(f"model_uid {spec.uid!r} is already launched")
         await self._command(spec.uid, spec.model_dump(mode="json"))
-        deadline = time.monotonic() + (self.runtime.options.ready_timeout_s if wait else 30.0)
+        deadline = time.monotonic() + (self.ready_timeout_s if wait else 30.0)
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             await self.registry.sync()
             with contextlib.suppress(UnknownInstance):
-                inst = self._instance(spec.uid)
+                inst = self.instance(spec.uid)
                 if not wait:
                     return inst
                 if inst["status"] == "ready":
@@ -245,14 +247,14 @@ class HostRuntime:
                     raise LaunchError(inst.get("error") or f"{spec.uid!r} failed to start")
         raise LaunchError(f"the runtime process did not report {spec.uid!r} in time")
 
-    async def _terminate(self, uid: str) -> None:
+    async def terminate(self, uid: str) -> None:
         await self.registry.sync()
-        self._instance(uid)
+        self.instance(uid)
         await self._command(uid, {TERMINATE: uid})
         deadline = time.monotonic() + 120.0
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             await self.registry.sync()
-            if all(i["uid"] != uid for i in self._instances()):
+            if uid not in self:
                 return
         raise LaunchError(f"the runtime process did not stop {uid!r} in time")

@@ -24,13 +24,9 @@ from gateway.cluster.nodes import NodeRegistry
 from gateway.db.crud.channels import ensure_local_channel
 from gateway.db.tables import Option
 from gateway.model_info import PendingModel, ServedModel
-from gateway.runtime_host.adapters import (
-    DatabaseLaunchStore,
-    ReplicaEndpoints,
-    runtime_settings,
-    served_models,
-)
+from gateway.runtime_host.adapters import DatabaseLaunchStore, ReplicaEndpoints, runtime_settings
 from gateway.runtime_host.api import admin_router, launch_router, xinference_router
+from gateway.runtime_host.front import LocalRuntime
 from gateway.runtime_host.host import HostRuntime
 from gateway.services import Services
 from gateway.upstreams.base import Endpoint
@@ -51,7 +47,7 @@ STARTERS = (
 STARTERS_DONE = "starter_models_launched"
 
 
-async def launch_starters(runtime: Supervisor, sessions: Any) -> None:
+async def launch_starters(runtime: LocalRuntime, sessions: Any) -> None:
     """Launch the starter models once, at the first start with `settings.starter` (later starts
     restore whatever is launched then; terminated starters stay terminated)."""
     async with sessions() as session:
@@ -73,19 +69,22 @@ async def launch_starters(runtime: Supervisor, sessions: Any) -> None:
 class HostedRuntime:
     """The runtime's parts for the services object, and its start inside the app's exit stack."""
 
-    runtime: Supervisor
+    runtime: LocalRuntime
     catalog: Catalog
-    host: HostRuntime
     endpoints: ReplicaEndpoints
     sessions: Any
     starter: bool
 
+    @property
+    def host(self) -> HostRuntime:
+        return self.runtime.host
+
     def served_models(self) -> dict[str, ServedModel]:
-        return served_models(self.runtime)
+        return self.runtime.served_models()
 
     def pending(self, uid: str) -> PendingModel | None:
-        # `instance` and not the supervisor's own table: with `--workers N` the processes that
-        # do not run the models answer it from the owner's record (gateway.runtime_host.host)
+        # the front's `instance`, not the supervisor's table: with `--workers N` the processes
+        # that do not run the models answer it from the owner's record (gateway.runtime_host.host)
         try:
             info = self.runtime.instance(uid)
         except UnknownInstance:
@@ -119,7 +118,7 @@ def build_runtime(services: Services, nodes: NodeRegistry, key_root: str) -> Hos
         host.publish_soon()  # the other processes of `--workers N` route from its heartbeat
 
     endpoints = ReplicaEndpoints(route)
-    runtime = Supervisor(
+    supervisor = Supervisor(
         settings=runtime_settings(settings),
         catalog=catalog,
         store=DatabaseLaunchStore(services.sessions),
@@ -128,12 +127,11 @@ def build_runtime(services: Services, nodes: NodeRegistry, key_root: str) -> Hos
             worker_env=services.image_links.worker_env(), worker_key_root=key_root
         ),
     )
-    host = HostRuntime(runtime, nodes, sessions=services.sessions, home=settings.home)
-    host.guard()  # the host lock decides, at startup, whether this process runs workers
+    host = HostRuntime(supervisor, nodes, sessions=services.sessions, home=settings.home)
     return HostedRuntime(
-        runtime=runtime,
+        # the host lock decides, at startup, whether this process runs the workers
+        runtime=LocalRuntime(supervisor, host),
         catalog=catalog,
-        host=host,
         endpoints=endpoints,
         sessions=services.sessions,
         starter=settings.starter,

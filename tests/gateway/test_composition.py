@@ -75,3 +75,18 @@ def test_the_check_sees_a_rebinding(tmp_path: Path) -> None:
         "old.py:3 routes.set_local",
         "old.py:4 state.auth.invalidate",
     ]
+
+
+def test_the_runtime_front_swaps_no_method() -> None:
+    """Before, HostRuntime replaced the supervisor's `start`, and in the processes without the
+    host lock its `launch`, `terminate`, `instances` and `instance`; the front
+    (gateway.runtime_host.front) now picks the supervisor or the proxy once, at start."""
+    for name in ("host.py", "front.py"):
+        assert foreign_assignments(ROOT / "gateway/runtime_host" / name) == []
+
+
+def test_compose_wires_the_dispatcher_through_a_method() -> None:
+    """compose() set `core.dispatcher.not_ready` from outside; it calls `explain_unrouted` (the
+    dispatcher is built before the model directory that answers it, which sits on the relay)."""
+    found = foreign_assignments(ROOT / "gateway/app.py")
+    assert [f.split(" ", 1)[1] for f in found] == ["app.state.services"]

@@ -137,7 +137,10 @@ def test_embeddings_share_two_replicas(gw: Gateway, client: openai.OpenAI) -> No
     replicas = gw.api("GET", "/api/runtime/instances/minilm")["replicas"]
     assert len(replicas) == 2
     served = []
-    keys = {r.port: r.key for r in gw.app.state.services.runtime._instances["minilm"].replicas}
+    keys = {
+        r.port: r.key
+        for r in gw.app.state.services.runtime.supervisor._instances["minilm"].replicas
+    }
     for rep in replicas:
         own = {"Authorization": f"Bearer {keys[rep['port']]}"}  # each worker has its own key
         health = httpx.get(f"http://127.0.0.1:{rep['port']}/health", headers=own, timeout=10)

@@ -27,7 +27,7 @@ def owner_and_proxy(make_gateway, tmp_path, pg_url):
     }
     a = make_gateway(**shared)
     b = make_gateway(**shared)
-    hosts = [a.app.state.services.host_runtime, b.app.state.services.host_runtime]
+    hosts = [a.app.state.services.runtime.host, b.app.state.services.runtime.host]
     assert sorted(h.owner for h in hosts) == [False, True]
     return (a, b) if hosts[0].owner else (b, a)
 
@@ -39,7 +39,8 @@ def test_one_runtime_per_home_and_the_others_proxy_to_it(make_gateway, tmp_path,
     r = proxy.admin.post("/v1/models", json=body, timeout=120)
     assert r.status_code == 200, r.text
     assert [i["uid"] for i in owner.app.state.services.runtime.instances()] == ["w"]
-    assert proxy.app.state.services.runtime._instances == {}  # nothing was started in the proxy
+    # nothing was started in the proxy
+    assert proxy.app.state.services.runtime.supervisor._instances == {}
 
     key = owner.create_token(name="t")
     for gw in (proxy, owner):

@@ -143,7 +143,7 @@ def test_the_supervisor_launches_serves_and_stops_a_worker_with_fronts(make_gate
     assert resp.status_code == 200, resp.text
     replica = gw.api("GET", "/api/runtime/instances/mini")["replicas"][0]
     assert replica["status"] == "ready"
-    (rep,) = gw.app.state.services.runtime._instances["mini"].replicas
+    (rep,) = gw.app.state.services.runtime.supervisor._instances["mini"].replicas
     own = {"Authorization": f"Bearer {rep.key}"}  # every worker launch has its own key
     worker_health = httpx.get(f"http://127.0.0.1:{replica['port']}/health", headers=own).json()
     assert worker_health["pid"] == replica["pid"]
