@@ -34,6 +34,7 @@ from admin_ui.web import (
     HERE,
     LoginRequired,
     UIState,
+    close_form,
     make_templates,
     require_user,
     save_session,
@@ -59,7 +60,11 @@ def install(app: FastAPI) -> None:
         app.include_router(
             page.router,
             prefix="/ui",
-            dependencies=[Depends(require_user), Depends(save_session, scope="function")],
+            dependencies=[
+                Depends(close_form),
+                Depends(require_user),
+                Depends(save_session, scope="function"),
+            ],
             include_in_schema=False,
         )
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

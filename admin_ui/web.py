@@ -107,6 +107,16 @@ async def require_form_csrf(request: Request) -> auth.Session | None:
     return session
 
 
+async def close_form(request: Request) -> AsyncIterator[None]:
+    """Closes the form a route or the CSRF check read (form_of), whatever the outcome: a
+    multipart upload (the playground's audio) is spooled to a temporary file that nothing else
+    closes. Listed first among the pages' dependencies, so a refusal (403) closes it too."""
+    try:
+        yield
+    finally:
+        await request.close()
+
+
 async def save_session(request: Request) -> AsyncIterator[None]:
     """Stores what the route left for the next page view (flash messages, a new token's key)
     before the response goes out, so the redirect that follows finds it on any replica. Used

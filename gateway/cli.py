@@ -48,6 +48,15 @@ class AdminClient:
             headers={"Authorization": admin_token or ""},
         )
 
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
     def call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             resp = self.http.request(method, path, **kw)
@@ -189,33 +198,38 @@ def token_create(
         "unlimited_quota": quota is None,
         "remain_quota": quota or 0,
     }
-    data = AdminClient(url, admin_token).call("POST", "/api/token/", json=body)
+    with AdminClient(url, admin_token) as client:
+        data = client.call("POST", "/api/token/", json=body)
     typer.echo(data["key"])
     typer.echo("(shown once: store it now)", err=True)
 
 
 @token_app.command("list")
 def token_list(url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None) -> None:
-    show(AdminClient(url, admin_token).call("GET", "/api/token/", params={"page_size": 500}))
+    with AdminClient(url, admin_token) as client:
+        show(client.call("GET", "/api/token/", params={"page_size": 500}))
 
 
 @token_app.command("disable")
 def token_disable(token_id: int, url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None) -> None:
-    AdminClient(url, admin_token).call(
-        "PUT", "/api/token/", params={"status_only": 1}, json={"id": token_id, "status": 2}
-    )
+    with AdminClient(url, admin_token) as client:
+        client.call(
+            "PUT", "/api/token/", params={"status_only": 1}, json={"id": token_id, "status": 2}
+        )
 
 
 @token_app.command("enable")
 def token_enable(token_id: int, url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None) -> None:
-    AdminClient(url, admin_token).call(
-        "PUT", "/api/token/", params={"status_only": 1}, json={"id": token_id, "status": 1}
-    )
+    with AdminClient(url, admin_token) as client:
+        client.call(
+            "PUT", "/api/token/", params={"status_only": 1}, json={"id": token_id, "status": 1}
+        )
 
 
 @token_app.command("delete")
 def token_delete(token_id: int, url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None) -> None:
-    AdminClient(url, admin_token).call("DELETE", f"/api/token/{token_id}")
+    with AdminClient(url, admin_token) as client:
+        client.call("DELETE", f"/api/token/{token_id}")
 
 
 @channel_app.command("add")
@@ -246,30 +260,36 @@ def channel_add(
         "weight": weight,
         "group": group,
     }
-    show(AdminClient(url, admin_token).call("POST", "/api/channel/", json=body))
+    with AdminClient(url, admin_token) as client:
+        show(client.call("POST", "/api/channel/", json=body))
 
 
 @channel_app.command("list")
 def channel_list(url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None) -> None:
-    show(AdminClient(url, admin_token).call("GET", "/api/channel/", params={"page_size": 500}))
+    with AdminClient(url, admin_token) as client:
+        show(client.call("GET", "/api/channel/", params={"page_size": 500}))
 
 
 @channel_app.command("test")
 def channel_test(
     channel_id: int, model: str = "", url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None
 ) -> None:
-    show(
-        AdminClient(url, admin_token).call(
-            "GET", f"/api/channel/test/{channel_id}", params={"model": model} if model else None
+    with AdminClient(url, admin_token) as client:
+        show(
+            client.call(
+                "GET",
+                f"/api/channel/test/{channel_id}",
+                params={"model": model} if model else None,
+            )
         )
-    )
 
 
 @channel_app.command("delete")
 def channel_delete(
     channel_id: int, url: UrlOpt = DEFAULT_URL, admin_token: AdminOpt = None
 ) -> None:
-    AdminClient(url, admin_token).call("DELETE", f"/api/channel/{channel_id}")
+    with AdminClient(url, admin_token) as client:
+        client.call("DELETE", f"/api/channel/{channel_id}")
 
 
 export_app = typer.Typer(help="configuration for other systems", no_args_is_help=True)
@@ -315,34 +335,34 @@ def export_fastgpt(
 
     if format_ not in ("config", "models"):
         fail("--format must be config or models")
-    client = AdminClient(url, admin_token)
-    if push:
-        if not root_password:
-            fail("--push needs --root-password (or FASTGPT_ROOT_PASSWORD)")
-        models = client.call(
-            "POST", "/api/export/fastgpt", json={"format": "models", "api_key": api_key}
-        )
-        results = asyncio.run(
-            push_models(push, root_password=root_password or "", models_json=models)
-        )
-        for r in results:
-            mark = "ok" if r.ok else f"FAILED: {r.error}"
-            typer.echo(f"{r.model}: {mark}")
-        if not all(r.ok for r in results):
-            raise typer.Exit(1)
-        return
-    body: dict[str, Any] = {"format": format_, "api_key": api_key}
-    if merge is not None:
-        if format_ != "config":
-            fail("--merge applies to --format config")
-        body["existing"] = merge.read_text(encoding="utf-8")
-    data = client.call("POST", "/api/export/fastgpt", json=body)
-    text = dump_json(data)
-    if output is None:
-        typer.echo(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
+    with AdminClient(url, admin_token) as client:
+        if push:
+            if not root_password:
+                fail("--push needs --root-password (or FASTGPT_ROOT_PASSWORD)")
+            models = client.call(
+                "POST", "/api/export/fastgpt", json={"format": "models", "api_key": api_key}
+            )
+            results = asyncio.run(
+                push_models(push, root_password=root_password or "", models_json=models)
+            )
+            for r in results:
+                mark = "ok" if r.ok else f"FAILED: {r.error}"
+                typer.echo(f"{r.model}: {mark}")
+            if not all(r.ok for r in results):
+                raise typer.Exit(1)
+            return
+        body: dict[str, Any] = {"format": format_, "api_key": api_key}
+        if merge is not None:
+            if format_ != "config":
+                fail("--merge applies to --format config")
+            body["existing"] = merge.read_text(encoding="utf-8")
+        data = client.call("POST", "/api/export/fastgpt", json=body)
+        text = dump_json(data)
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+            typer.echo(f"wrote {output}", err=True)
 
 
 import_app = typer.Typer(help="bring channels, tokens and prices over", no_args_is_help=True)
@@ -375,14 +395,14 @@ def import_one_api(
     if dry_run:
         show(plan.summary())
         return
-    client = AdminClient(url, admin_token)
-    result: dict[str, Any] = {"channels": 0, "tokens": 0, "prices": 0, "notes": plan.notes}
-    for body in plan.batches():
-        done = client.call("POST", "/api/import/one-api", json=body)
-        for kind in ("channels", "tokens", "prices"):
-            result[kind] += done[kind]
-        result["notes"] += done["notes"]
-    show(result)
+    with AdminClient(url, admin_token) as client:
+        result: dict[str, Any] = {"channels": 0, "tokens": 0, "prices": 0, "notes": plan.notes}
+        for body in plan.batches():
+            done = client.call("POST", "/api/import/one-api", json=body)
+            for kind in ("channels", "tokens", "prices"):
+                result[kind] += done[kind]
+            result["notes"] += done["notes"]
+        show(result)
 
 
 def _register_plugins() -> None:

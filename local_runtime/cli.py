@@ -175,16 +175,17 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
             "keep_alive_s": keep_alive,
             "engine_options": _parse_options(option or []),
         }
-        client = admin_client(url, admin_token)
-        stop = threading.Event()
-        watcher = threading.Thread(
-            target=_progress_printer, args=(client, model_uid or model_name, stop), daemon=True
-        )
-        watcher.start()
-        try:
-            data = client.call("POST", "/v1/models", json=body)
-        finally:
-            stop.set()
+        with admin_client(url, admin_token) as client:
+            stop = threading.Event()
+            watcher = threading.Thread(
+                target=_progress_printer, args=(client, model_uid or model_name, stop), daemon=True
+            )
+            watcher.start()
+            try:
+                data = client.call("POST", "/v1/models", json=body)
+            finally:
+                stop.set()
+                watcher.join()  # its last poll, if one is under way, before the client closes
         typer.echo(data["model_uid"])
 
     @app.command("list")
@@ -197,19 +198,19 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         admin_token: Annotated[str | None, admin_info] = None,
     ) -> None:
         """Launched models with their status (and, with --all, the catalog)."""
-        client = admin_client(url, admin_token)
-        rows = client.call("GET", "/api/runtime/instances")
-        if as_json:
-            typer.echo(json.dumps(rows, indent=2))
-        else:
-            typer.echo(_table(rows, FIELDS) if rows else "no model is launched")
-            for row in rows:
-                if row.get("error"):
-                    typer.echo(f"{row['uid']}: {row['error']}", err=True)
-        if all_:
-            families = client.call("GET", "/api/runtime/catalog")
-            typer.echo("")
-            typer.echo(_table(families, ("name", "type", "abilities", "description")))
+        with admin_client(url, admin_token) as client:
+            rows = client.call("GET", "/api/runtime/instances")
+            if as_json:
+                typer.echo(json.dumps(rows, indent=2))
+            else:
+                typer.echo(_table(rows, FIELDS) if rows else "no model is launched")
+                for row in rows:
+                    if row.get("error"):
+                        typer.echo(f"{row['uid']}: {row['error']}", err=True)
+            if all_:
+                families = client.call("GET", "/api/runtime/catalog")
+                typer.echo("")
+                typer.echo(_table(families, ("name", "type", "abilities", "description")))
 
     @app.command()
     def terminate(
@@ -218,7 +219,8 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         admin_token: Annotated[str | None, admin_info] = None,
     ) -> None:
         """Stop a launched model and forget it (it is not restored at the next start)."""
-        admin_client(url, admin_token).call("DELETE", f"/v1/models/{uid}")
+        with admin_client(url, admin_token) as client:
+            client.call("DELETE", f"/v1/models/{uid}")
         typer.echo(f"terminated {uid}", err=True)
 
     @app.command()
@@ -227,7 +229,8 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         admin_token: Annotated[str | None, admin_info] = None,
     ) -> None:
         """Engines, and whether each can run on the server (with the reason if not)."""
-        rows = admin_client(url, admin_token).call("GET", "/api/runtime/engines")
+        with admin_client(url, admin_token) as client:
+            rows = client.call("GET", "/api/runtime/engines")
         for row in rows:
             row["model_types"] = ",".join(row["model_types"])
             row["formats"] = ",".join(row["formats"])
@@ -256,7 +259,8 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         if ctx.invoked_subcommand is not None:
             return
         params = {k: v for k, v in (("type", type_), ("search", search), ("ability", ability)) if v}
-        rows = admin_client(url, admin_token).call("GET", "/api/runtime/catalog", params=params)
+        with admin_client(url, admin_token) as client:
+            rows = client.call("GET", "/api/runtime/catalog", params=params)
         if ready:
             rows = [row for row in rows if row.get("launchable")]
         if as_json:
@@ -286,14 +290,20 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
             return
         client = None if dry_run else admin_client(url, admin_token)
         failed = 0
-        for item in found:
-            reason = item.error or (None if client is None else _register_xinference(client, item))
-            if reason:
-                failed += 1
-                typer.echo(f"skipped {item.model_type} {item.name} ({item.path}): {reason}")
-            else:
-                verb = "would import" if dry_run else "imported"
-                typer.echo(f"{verb} {item.model_type} {item.name}")
+        try:
+            for item in found:
+                reason = item.error or (
+                    None if client is None else _register_xinference(client, item)
+                )
+                if reason:
+                    failed += 1
+                    typer.echo(f"skipped {item.model_type} {item.name} ({item.path}): {reason}")
+                else:
+                    verb = "would import" if dry_run else "imported"
+                    typer.echo(f"{verb} {item.model_type} {item.name}")
+        finally:
+            if client is not None:
+                client.close()
         typer.echo(f"{len(found) - failed} of {len(found)} custom models imported", err=True)
         if failed:
             raise typer.Exit(1)
@@ -332,11 +342,12 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
             model = {k: v for k, v in model.items() if v is not None}
         else:
             raise typer.BadParameter("pass --model-name and --model-path, or --file")
-        admin_client(url, admin_token).call(
-            "POST",
-            f"/v1/model_registrations/{model_type}",
-            json={"model": json.dumps(model), "persist": True},
-        )
+        with admin_client(url, admin_token) as client:
+            client.call(
+                "POST",
+                f"/v1/model_registrations/{model_type}",
+                json={"model": json.dumps(model), "persist": True},
+            )
         typer.echo(f"registered {model.get('model_name')}", err=True)
 
     @app.command()
@@ -347,7 +358,6 @@ def register(app: typer.Typer, admin_client: Any, url_opt: Any, admin_opt: Any, 
         admin_token: Annotated[str | None, admin_info] = None,
     ) -> None:
         """Remove a custom model registration."""
-        admin_client(url, admin_token).call(
-            "DELETE", f"/v1/model_registrations/{model_type}/{model_name}"
-        )
+        with admin_client(url, admin_token) as client:
+            client.call("DELETE", f"/v1/model_registrations/{model_type}/{model_name}")
         typer.echo(f"unregistered {model_name}", err=True)

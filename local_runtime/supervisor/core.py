@@ -244,6 +244,8 @@ class Supervisor(Replicas):
             self.packer.release(uid)
             if not keep_failed and self._instances.get(uid) is inst:
                 del self._instances[uid]
+                for rep in inst.replicas:  # no terminate will come to close them
+                    rep.log.close()
             log.warning("launch of %s failed: %s", uid, exc.message)
             raise
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
 import httpx
@@ -25,6 +26,9 @@ class UIClient:
     def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False)
         self.csrf = ""
+        # tests drop their clients without closing them: close the sockets before they are
+        # collected (a ResourceWarning otherwise, reported in whatever test runs then)
+        weakref.finalize(self, self.http.close)
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         resp = self.http.get(path, **kw)

@@ -265,10 +265,10 @@ def build_app(fake: FakeOpenAI) -> FastAPI:
     @app.post("/v1/audio/translations")
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:
-        form = await request.form()
-        upload = form["file"]
-        data = await upload.read()  # type: ignore[union-attr]
-        items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        async with request.form() as form:  # closes the upload's spool
+            upload = form["file"]
+            data = await upload.read()  # type: ignore[union-attr]
+            items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
         fields = dict(items)
         fake.requests.append(
             Recorded(request.url.path, dict(request.headers), None, fields, len(data), items)

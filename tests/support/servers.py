@@ -38,9 +38,17 @@ class ServerThread:
     def _run(self) -> None:
         import asyncio
 
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self.server.serve())
+        self._loop = loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.server.serve())
+        finally:  # a loop left open is a ResourceWarning when collected
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
 
     def start(self, timeout: float = 60.0) -> ServerThread:
         self.thread.start()
