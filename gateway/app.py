@@ -178,14 +178,20 @@ def compose(settings: Settings) -> tuple[Services, Parts]:
     def local_models() -> dict[str, ServedModel]:
         return {**cluster.nodes.served_models(), **(hosted.served_models() if hosted else {})}
 
+    async def refresh() -> None:
+        """This process's view, brought up to date before it refuses a model it does not route:
+        a channel added or a model launched through another process a moment ago is served."""
+        await cluster.bus.catch_up()
+        if hosted is not None:
+            await hosted.host.refresh()
+
     models = ModelDirectory(
         core.relay,
         local=local_models,
         pending=hosted.pending if hosted else None,  # launched but not serving: a 503, not a 404
-        refresh=hosted.host.refresh if hosted else None,
+        refresh=refresh,
     )
-    if hosted is not None:
-        core.dispatcher.explain_unrouted(models.not_ready)
+    core.dispatcher.explain_unrouted(models.not_ready)
     services = replace(
         core,
         models=models,

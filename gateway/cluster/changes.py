@@ -5,8 +5,9 @@ admin write within a second, and to see the workers of the process that owns the
 Redis pub/sub does that where it is configured; the database always can:
 
 - `ChangeLog`: an append-only table of "reload X" events. A writer inserts one row; every process
-  polls for rows newer than the last it saw (an indexed range read, four times a second) and
-  applies the ones other processes wrote. Rows older than `keep_s` are pruned. With Redis the
+  polls for rows newer than the last it saw (an indexed range read, four times a second, and
+  before refusing a request for a model it does not route: `catch_up`) and applies the ones other
+  processes wrote. Rows older than `keep_s` are pruned. With Redis the
   same events also go over pub/sub (fast path) and the log is the fallback: applying an event
   twice is harmless, since events carry no data the database does not hold.
 - `DatabaseNodeStore`: heartbeat records with an expiry, the NodeStore of gateway.cluster.nodes.
@@ -61,6 +62,8 @@ class ChangeLog:
         self._seen: set[int] = set()  # ids above the floor already handled
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
+        self._poll_lock = asyncio.Lock()
+        self._polls_started = self._polls_done = 0
 
     async def publish(self, kind: str, data: dict[str, Any]) -> None:
         async with self.sessions() as session:
@@ -115,6 +118,22 @@ class ChangeLog:
         self._seen = {i for i in self._seen if i > self._floor}
         return applied
 
+    async def catch_up(self) -> None:
+        """Apply every event written before this call: a poll that began after it, shared by
+        all who wait for it (so a burst of callers costs one or two reads, not one each). Asked
+        before a request is refused for a model this process does not route: the channel may
+        have been added through another process a moment ago."""
+        want = self._polls_started + 1
+        async with self._poll_lock:
+            if self._polls_done >= want:
+                return
+            self._polls_started += 1
+            started = self._polls_started
+            try:
+                await self.poll()
+            finally:
+                self._polls_done = started
+
     async def prune(self) -> None:
         async with self.sessions() as session:
             await session.execute(
@@ -126,7 +145,7 @@ class ChangeLog:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self.poll()
+                await self.catch_up()
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + 60.0
                     await self.prune()

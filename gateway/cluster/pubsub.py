@@ -71,6 +71,16 @@ class ClusterBus:
         except (RedisError, OSError) as exc:
             log.warning("cannot publish %s invalidation: %s", kind, exc)
 
+    async def catch_up(self) -> None:
+        """Apply what other processes recorded before this call (the change log; Redis messages
+        arrive by themselves). An outage is logged: the caller answers from what it has."""
+        if self.log is None:
+            return
+        try:
+            await self.log.catch_up()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("change log catch-up failed: %s", exc)
+
     async def start(self) -> None:
         """Subscribe before returning, so a write made right after startup is not missed."""
         if self.log is not None:

@@ -61,16 +61,16 @@ class ModelDirectory:
         self.local = local or (lambda: {})
         # from the local runtime: a launched UID that is not serving, or None for an unknown one
         self.pending = pending or (lambda _model: None)
-        # from the local runtime: bring this process's copy of the host runtime up to date
-        # (`--workers N`: the process that runs the models may have published it a moment ago)
+        # bring this process's view up to date (`--workers N`, replicas: a channel added or a
+        # model published through another process a moment ago)
         self.refresh = refresh
         self.created = int(time.time())
 
     async def not_ready(self, model: str) -> ModelNotReady | None:
         """The 503 for a launched model that cannot serve now; None when nobody launched it.
-        Asked after the route lookup failed, so this process's view of the local runtime is
-        refreshed first (a UID launched a moment ago through another process); the refresh
-        reads the store at most ten times a second however many unknown names arrive."""
+        Asked after the route lookup failed, so this process's view is refreshed first (a
+        channel added or a UID launched a moment ago through another process); concurrent
+        refreshes share their reads, so a burst of unknown names costs a few reads, not one each."""
         if self.refresh is not None:
             await self.refresh()
         p = self.pending(model)
