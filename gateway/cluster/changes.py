@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.cluster.shared_read import SharedRead
 from gateway.db.tables import ClusterEvent, ClusterNode
 
 log = logging.getLogger("modelport.cluster")
@@ -62,8 +63,10 @@ class ChangeLog:
         self._seen: set[int] = set()  # ids above the floor already handled
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
-        self._poll_lock = asyncio.Lock()
-        self._polls_started = self._polls_done = 0
+        # every event written before the call applied (see `poll`): asked before a request is
+        # refused for a model this process does not route, since the channel may have been
+        # added through another process a moment ago; the periodic poll goes through it too
+        self.catch_up = SharedRead(self.poll)
 
     async def publish(self, kind: str, data: dict[str, Any]) -> None:
         async with self.sessions() as session:
@@ -117,22 +120,6 @@ class ChangeLog:
         self._floor = max(self._floor, self._last - REREAD_WINDOW)
         self._seen = {i for i in self._seen if i > self._floor}
         return applied
-
-    async def catch_up(self) -> None:
-        """Apply every event written before this call: a poll that began after it, shared by
-        all who wait for it (so a burst of callers costs one or two reads, not one each). Asked
-        before a request is refused for a model this process does not route: the channel may
-        have been added through another process a moment ago."""
-        want = self._polls_started + 1
-        async with self._poll_lock:
-            if self._polls_done >= want:
-                return
-            self._polls_started += 1
-            started = self._polls_started
-            try:
-                await self.poll()
-            finally:
-                self._polls_done = started
 
     async def prune(self) -> None:
         async with self.sessions() as session:

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cluster import desired
 from gateway.cluster.nodes import NodeRegistry
+from gateway.cluster.shared_read import SharedRead
 from gateway.runtime_host.adapters import SessionFactory, ready_workers
 from local_runtime.resolve import LaunchError
 from local_runtime.spec import LaunchSpec
@@ -46,7 +47,6 @@ from local_runtime.supervisor import Supervisor, UidTaken, UnknownInstance
 log = logging.getLogger("modelport.cluster")
 
 TERMINATE = "__terminate__"
-REFRESH_EVERY_S = 0.1
 PUBLISH_WAIT_S = 5.0
 
 
@@ -78,8 +78,7 @@ class HostRuntime:
         self._wake = asyncio.Event()  # the owner's routes changed: heartbeat now
         self._beat = asyncio.Condition()  # a heartbeat was written (`published`)
         self._beats_started = self._beats_done = 0
-        self._refresh_lock = asyncio.Lock()
-        self._refreshed_at = 0.0
+        self._sync = SharedRead(self.registry.sync)
 
     # --- the lock ----------------------------------------------------------------------------
     def take_lock(self) -> bool:
@@ -181,18 +180,14 @@ class HostRuntime:
     # --- the other processes --------------------------------------------------------------
     async def refresh(self) -> None:
         """Read the owner's record now instead of at the registry's next sync: asked before a
-        request for a UID that looks launched but not ready is refused, since the owner may
-        have published it ready a moment ago. One read serves every caller of the same 0.1 s."""
-        if self.owner or time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
+        request for a model this process does not route is refused, since the owner may have
+        published it ready a moment ago. Concurrent callers share the read."""
+        if self.owner:
             return
-        async with self._refresh_lock:
-            if time.monotonic() - self._refreshed_at < REFRESH_EVERY_S:
-                return
-            try:
-                await self.registry.sync()
-            except (SQLAlchemyError, OSError, ValueError) as exc:  # answer from the last copy
-                log.warning("node registry refresh failed: %s", exc)
-            self._refreshed_at = time.monotonic()
+        try:
+            await self._sync()
+        except (SQLAlchemyError, OSError, ValueError) as exc:  # answer from the last copy
+            log.warning("node registry refresh failed: %s", exc)
 
     def owner_record(self) -> dict[str, Any]:
         for rec in self.registry.nodes():
