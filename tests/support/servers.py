@@ -63,7 +63,10 @@ class ServerThread:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.thread.join(timeout=1)
+        if self.thread.is_alive():  # a request still in flight (a hanging upstream): stop anyway
+            self.server.force_exit = True
+            self.thread.join(timeout=30)
 
     def __enter__(self) -> ServerThread:
         return self.start()
