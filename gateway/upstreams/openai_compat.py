@@ -2,7 +2,8 @@
 DeepSeek, ... and modelport's own workers).
 
 The client's JSON is forwarded as the same bytes unless the model name is mapped or usage must be
-requested for a stream; responses come back as bytes, and streams chunk by chunk. Nothing here
+requested for a stream, through the lean HTTP/1.1 client of gateway.upstreams.http1 (multipart
+uploads through aiohttp); responses come back as bytes, and streams chunk by chunk. Nothing here
 parses a response: the relay reads usage and errors. Redirects are never followed: a 3xx is an
 endpoint failure (UpstreamUnavailable), so a hostile upstream cannot make the relay fetch, or send
 the channel's key to, another address. Nor is a channel's URL ever used if it points at a cloud
@@ -21,6 +22,7 @@ import orjson
 
 from gateway.security.ssrf import Allow
 from gateway.security.upstream_urls import UpstreamResolver, UpstreamURLRefused, check_upstream_url
+from gateway.upstreams import http1
 from gateway.upstreams.base import (
     SURFACE_PATHS,
     Endpoint,
@@ -51,6 +53,9 @@ class OpenAICompatUpstream:
         self.allow = Allow.of(())  # MODELPORT_UPSTREAM_ALLOW, set by create_app
         self._checked: set[str] = set()
         self._timeouts: dict[tuple[float | None, float], aiohttp.ClientTimeout] = {}
+        self._http1: http1.Pool | None = None
+        self._http1_loop: asyncio.AbstractEventLoop | None = None
+        self._targets: dict[str, http1.Target | None] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -68,7 +73,23 @@ class OpenAICompatUpstream:
             )
         return self._session
 
+    def _pool(self) -> http1.Pool:
+        loop = asyncio.get_running_loop()
+        if self._http1 is None or self._http1_loop is not loop:
+            self._http1 = http1.Pool(UpstreamResolver(self.allow))
+            self._http1_loop = loop
+        return self._http1
+
+    def _target(self, url: str) -> http1.Target | None:
+        try:
+            return self._targets[url]
+        except KeyError:
+            found = self._targets[url] = http1.target_of(url)
+            return found
+
     async def aclose(self) -> None:
+        if self._http1 is not None:
+            self._http1.close()
         if self._session is not None:
             await self._session.close()
 
@@ -114,15 +135,20 @@ class OpenAICompatUpstream:
         data, headers = self._payload(request, endpoint)
         url = endpoint.base_url + SURFACE_PATHS[request.surface]
         t = endpoint.timeouts
-        timeout = self._timeout(None if request.stream else t.total, t.connect)
+        target = self._target(url) if isinstance(data, bytes) else None
+        resp: aiohttp.ClientResponse | http1.Response
         try:
             async with asyncio.timeout(t.first_byte):
-                resp = await self._client().post(
-                    url, data=data, headers=headers, timeout=timeout, allow_redirects=False
-                )
+                if target is not None:
+                    resp = await self._pool().post(target, headers, data, t.connect)
+                else:
+                    timeout = self._timeout(None if request.stream else t.total, t.connect)
+                    resp = await self._client().post(
+                        url, data=data, headers=headers, timeout=timeout, allow_redirects=False
+                    )
         except TimeoutError as exc:
             raise UpstreamTimedOut(f"no response within {t.first_byte:g}s from {url}") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, http1.ConnectionBroken) as exc:
             raise UpstreamUnavailable(f"cannot reach {url}: {exc}") from exc
         if 300 <= resp.status < 400:
             resp.release()
@@ -155,7 +181,9 @@ class OpenAICompatUpstream:
             )
         return found
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, total: float) -> bytes:
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse | http1.Response, total: float
+    ) -> bytes:
         chunks: list[bytes] = []
         size = 0
         deadline = asyncio.get_running_loop().time() + total
@@ -170,12 +198,14 @@ class OpenAICompatUpstream:
                 chunks.append(chunk)
         except TimeoutError as exc:
             raise UpstreamTimedOut(f"response not complete within {total:g}s") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, http1.ConnectionBroken) as exc:
             raise UpstreamUnavailable(f"upstream closed the connection: {exc}") from exc
         return b"".join(chunks)
 
     @staticmethod
-    async def _iterate(resp: aiohttp.ClientResponse, idle: float) -> AsyncIterator[bytes]:
+    async def _iterate(
+        resp: aiohttp.ClientResponse | http1.Response, idle: float
+    ) -> AsyncIterator[bytes]:
         try:
             while True:
                 try:
@@ -185,7 +215,7 @@ class OpenAICompatUpstream:
                         f"stream idle for more than {idle:g}s",
                         reason=f"the stream was idle for more than {idle:g}s",
                     ) from exc
-                except aiohttp.ClientError as exc:
+                except (aiohttp.ClientError, http1.ConnectionBroken) as exc:
                     raise UpstreamUnavailable(f"upstream stream broke: {exc}") from exc
                 if not chunk:
                     return
@@ -194,7 +224,9 @@ class OpenAICompatUpstream:
             resp.release()
 
 
-async def _next_chunk(content: aiohttp.StreamReader, timer: Callable[[], asyncio.Timeout]) -> bytes:
+async def _next_chunk(
+    content: aiohttp.StreamReader | http1.Response, timer: Callable[[], asyncio.Timeout]
+) -> bytes:
     """The next chunk of a response, b"" at its end. The timer is armed only when there is
     nothing buffered to take: a timer per read was a tenth of a relayed request's CPU, and bytes
     already received cannot time out."""
@@ -205,7 +237,7 @@ async def _next_chunk(content: aiohttp.StreamReader, timer: Callable[[], asyncio
         return await content.readany()
 
 
-def _closer(resp: aiohttp.ClientResponse) -> Any:
+def _closer(resp: aiohttp.ClientResponse | http1.Response) -> Any:
     async def close() -> None:
         resp.close()
 
