@@ -110,8 +110,11 @@ class Response:
             self._conn.finish()
 
     def close(self) -> None:
-        self._released = True
-        self._conn.close()
+        """Close the connection, unless the answer was released (the connection may be
+        serving another request by now)."""
+        if not self._released:
+            self._released = True
+            self._conn.close()
 
 
 class _Connection(asyncio.Protocol):

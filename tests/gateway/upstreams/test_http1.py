@@ -109,6 +109,23 @@ async def test_a_keep_alive_connection_carries_many_requests():
         p.close()
 
 
+async def test_closing_a_released_answer_leaves_its_pooled_connection_alone():
+    """The relay closes every stream's answer when the stream ends, released or not."""
+    async with Server(OK) as srv:
+        p = pool()
+        for _ in range(3):
+            resp = await p.post(target(srv.port), {}, b"{}", 5)
+            assert await body_of(resp) == b"{}"  # read to its end and released
+            resp.close()
+        assert srv.connections == 1
+        resp = await p.post(target(srv.port), {}, b"{}", 5)
+        resp.close()  # not read: the connection goes
+        resp = await p.post(target(srv.port), {}, b"{}", 5)
+        assert await body_of(resp) == b"{}"
+        assert srv.connections == 2
+        p.close()
+
+
 async def test_an_idle_connection_the_server_closed_is_not_used():
     """The server answers as keep-alive, then closes: the next request opens a new one."""
 
@@ -370,6 +387,7 @@ def test_urls_it_leaves_to_aiohttp():
     "scenario",
     [
         test_a_keep_alive_connection_carries_many_requests,
+        test_closing_a_released_answer_leaves_its_pooled_connection_alone,
         test_an_idle_connection_the_server_closed_is_not_used,
         test_a_reused_connection_that_breaks_before_any_answer_is_retried_once,
         test_a_body_cut_short_of_its_content_length_is_an_error_not_a_short_answer,
