@@ -129,7 +129,11 @@ def fake_upstreams() -> Iterator[Callable[[str], FakeOpenAI]]:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    """A fresh PostgreSQL database on the local server, dropped afterwards.
+
+    Name it before `make_gateway` in a test's arguments: fixtures are torn down in reverse, so
+    the gateways stop (and write their last usage rows) before the database goes. Named after,
+    a gateway's shutdown retries its flush for 30 s against a dropped database."""
     import secrets
 
     import psycopg

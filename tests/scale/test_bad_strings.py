@@ -77,7 +77,7 @@ def test_control_characters_in_model_are_refused_and_usage_keeps_flowing(
     assert gw.app.state.services.usage._pending == []
 
 
-def test_control_characters_in_admin_names_are_refused(make_gateway, fake_upstream, pg_url):
+def test_control_characters_in_admin_names_are_refused(pg_url, make_gateway, fake_upstream):
     gw = make_gateway(database_url=pg_url)
     for path, body in [
         ("/api/token/", {"name": "a\x00b", "unlimited_quota": True}),
@@ -163,7 +163,7 @@ def test_usage_writer_drops_only_the_row_postgres_refuses(pg_url):
     assert query("SELECT remain_quota, used_quota FROM token WHERE id = 1") == [(880, 120)]
 
 
-def test_a_logged_prompt_holding_nul_keeps_its_usage_row(make_gateway, fake_upstream, pg_url):
+def test_a_logged_prompt_holding_nul_keeps_its_usage_row(pg_url, make_gateway, fake_upstream):
     gw = make_gateway(database_url=pg_url)
     gw.add_channel(name="up", base_url=fake_upstream.url, models="m")
     key = gw.create_token(name="c", log_content=True)

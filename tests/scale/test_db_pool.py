@@ -22,7 +22,7 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def test_pool_exhaustion_is_a_warning_a_metric_and_a_503(make_gateway, pg_url):
+def test_pool_exhaustion_is_a_warning_a_metric_and_a_503(pg_url, make_gateway):
     gw: Gateway = make_gateway(
         database_url=pg_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=0.5
     )
@@ -63,7 +63,7 @@ def test_pool_exhaustion_is_a_warning_a_metric_and_a_503(make_gateway, pg_url):
 
 
 @pytest.mark.parametrize("size,overflow", [(3, 2)])
-def test_the_pool_follows_the_settings(make_gateway, pg_url, size, overflow):
+def test_the_pool_follows_the_settings(pg_url, make_gateway, size, overflow):
     gw = make_gateway(database_url=pg_url, db_pool_size=size, db_max_overflow=overflow)
     pool = gw.app.state.services.engine.sync_engine.pool
     assert (pool.size(), pool._max_overflow) == (size, overflow)

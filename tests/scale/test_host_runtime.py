@@ -32,7 +32,7 @@ def owner_and_proxy(make_gateway, tmp_path, pg_url):
     return (a, b) if hosts[0].owner else (b, a)
 
 
-def test_one_runtime_per_home_and_the_others_proxy_to_it(make_gateway, tmp_path, pg_url):
+def test_one_runtime_per_home_and_the_others_proxy_to_it(pg_url, make_gateway, tmp_path):
     owner, proxy = owner_and_proxy(make_gateway, tmp_path, pg_url)
 
     body = {"model_name": MODEL, "model_uid": "w", "model_engine": "fake"}
@@ -54,7 +54,7 @@ def test_one_runtime_per_home_and_the_others_proxy_to_it(make_gateway, tmp_path,
     wait_for(lambda: not owner.app.state.services.runtime.instances(), "w stopped on the owner", 30)
 
 
-def test_every_process_answers_503_while_the_owner_loads(make_gateway, tmp_path, pg_url):
+def test_every_process_answers_503_while_the_owner_loads(pg_url, make_gateway, tmp_path):
     """A loading UID is known to the proxies through the owner's registry record: 503, not 404."""
     owner, proxy = owner_and_proxy(make_gateway, tmp_path, pg_url)
     gate = tmp_path / "gate"  # the fake engine's load waits for this file

@@ -28,7 +28,7 @@ def _ids(gw: Gateway) -> set[str]:
     return {n["node_id"] for n in gw.api("GET", "/api/nodes")}
 
 
-def test_a_heartbeat_is_signed_and_cannot_be_replayed(make_gateway, tmp_path: Path, pg_url: str):
+def test_a_heartbeat_is_signed_and_cannot_be_replayed(pg_url: str, make_gateway, tmp_path: Path):
     """Two replicas on one PostgreSQL and Redis: a heartbeat accepted by one is refused by both
     when replayed; stale, altered and unsigned heartbeats are refused."""
     prefix = f"mp-hb-{time.time_ns()}"

@@ -189,7 +189,7 @@ def test_a_model_launched_through_either_worker_is_served_by_both(tmp_path):
     assert serve.proc.returncode == 0, serve.tail()
 
 
-def test_replicas_on_postgresql_without_redis_agree(make_gateway, pg_url, fake_upstream):
+def test_replicas_on_postgresql_without_redis_agree(pg_url, make_gateway, fake_upstream):
     """The change log works on PostgreSQL too (sequence ids can commit out of order there, so
     the poll re-reads a window): a channel added and then disabled on one replica is served and
     then refused by the other, with no Redis configured."""

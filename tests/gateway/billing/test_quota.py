@@ -47,7 +47,7 @@ def test_quota_race_sqlite(make_gateway, fake_upstream):
     _race(make_gateway(prices=PRICES), fake_upstream)
 
 
-def test_quota_race_postgres(make_gateway, fake_upstream, pg_url):
+def test_quota_race_postgres(pg_url, make_gateway, fake_upstream):
     _race(make_gateway(prices=PRICES, database_url=pg_url), fake_upstream)
 
 

@@ -52,7 +52,7 @@ def _count_rows(url: str) -> int:
         return conn.execute("SELECT count(*) FROM usagelog").fetchone()[0]
 
 
-def test_database_briefly_unavailable_loses_no_usage(make_gateway, fake_upstream, pg_url):
+def test_database_briefly_unavailable_loses_no_usage(pg_url, make_gateway, fake_upstream):
     db_name = pg_url.rsplit("/", 1)[1]
     proxy = TcpProxy("127.0.0.1", 5432)
     try:

@@ -190,7 +190,7 @@ def test_global_cap(make_gateway, fake_upstream, backend):
     other.chat.completions.create(model="m", messages=MSG)
 
 
-def test_redis_counters_are_shared_by_replicas(make_gateway, fake_upstream, pg_url):
+def test_redis_counters_are_shared_by_replicas(pg_url, make_gateway, fake_upstream):
     shared = {
         "redis_url": REDIS_URL,
         "redis_prefix": f"mptest-{secrets.token_hex(4)}",
