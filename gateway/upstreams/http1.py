@@ -13,9 +13,16 @@ What it keeps from the general client, because the relay depends on it:
 - bounded reads: a response head over 64 KiB is an error; a body is buffered up to 256 KiB ahead
   of its reader, then the socket stops being read until the reader catches up;
 - request headers with CR or LF are refused (no header injection through a stored key);
-- a pooled connection the server closed while idle is never used; one that breaks before a
-  single byte of the answer arrived is retried once on a new connection (the server closed it
-  as it was reused), as Go's net/http does for a reused connection.
+- one answer per request: bytes after an answer (a second answer, or anything sent while the
+  connection sat idle) break the connection, which is closed, never pooled; chunked trailers are
+  dropped and count against the head limit; a connection goes back to the pool only once its
+  request was written whole and its answer read to the end;
+- connections are opened to each resolved address in turn, the next one started 0.25 s after the
+  last if it has not connected (Happy Eyeballs, RFC 8305, through aiohappyeyeballs as aiohttp);
+- a pooled connection the server closed while idle is never used; one the server closes within
+  0.1 s of being reused, before a byte of the answer, is retried once on a new connection: that
+  is the server's idle close crossing the request. Later (the upstream may have worked on the
+  request) it is an error, never a second POST.
 Anything else (multipart uploads, a URL with credentials or a non-ASCII host) goes through
 aiohttp, see OpenAICompatUpstream.
 """
@@ -25,21 +32,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import socket
 import ssl
 import time
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+import aiohappyeyeballs
 import httptools
 from multidict import CIMultiDict
 
 from gateway.security.upstream_urls import UpstreamResolver
 
-HEAD_LIMIT = 64 * 1024  # bytes of status line and headers
+HEAD_LIMIT = 64 * 1024  # bytes of status line and headers (and of trailers)
 READ_AHEAD = 256 * 1024  # body bytes buffered before the socket is paused
 IDLE_TTL = 30.0  # a pooled connection idle longer is closed instead of reused
 DNS_TTL = 60.0
+IDLE_CLOSE_RACE = 0.1  # a reused connection lost this soon after its request: retried once
+HAPPY_EYEBALLS_DELAY = 0.25
+
+
+Origin = tuple[str, str, int]  # scheme, host, port: what pooled connections are shared by
 
 
 class ConnectionBroken(Exception):
@@ -55,6 +69,10 @@ class Target:
     port: int
     netloc: str  # the Host header
     path: str  # path and query
+
+    @property
+    def origin(self) -> Origin:
+        return (self.scheme, self.host, self.port)
 
 
 def target_of(url: str) -> Target | None:
@@ -120,7 +138,7 @@ class Response:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; the protocol for its transport and the parser's callbacks."""
 
-    def __init__(self, pool: Pool, key: Target) -> None:
+    def __init__(self, pool: Pool, key: Origin) -> None:
         self._pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -144,7 +162,10 @@ class _Connection(asyncio.Protocol):
         self._error: ConnectionBroken | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self._trailer_bytes = 0
         self.received = False
+        self.sent_at = 0.0
+        self.lost_at = 0.0
 
     # -- the request --------------------------------------------------------------------------
 
@@ -153,6 +174,7 @@ class _Connection(asyncio.Protocol):
             self._parser = httptools.HttpResponseParser(self)
             self._reset()
         assert self.transport is not None
+        self.sent_at = time.monotonic()
         self.transport.writelines((head, body))
         try:
             status, headers = await self._head
@@ -175,6 +197,9 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail("the upstream switched protocols")
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._fail(str(cause) if isinstance(cause, ConnectionBroken) else str(exc))
         except httptools.HttpParserError as exc:
             self._fail(f"the upstream sent malformed HTTP ({exc})")
         if not self._headers_done and self._head_bytes > HEAD_LIMIT:
@@ -185,6 +210,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
+        self.lost_at = time.monotonic()
         self._pool.forget(self)
         if self._complete:
             return
@@ -197,7 +223,16 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # raised through httptools: data_received fails the connection
+            raise ConnectionBroken("the upstream sent more than one answer")
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:  # a chunked trailer: dropped, but counted
+            self._trailer_bytes += len(name) + len(value)
+            if self._trailer_bytes > HEAD_LIMIT:
+                raise ConnectionBroken(f"the upstream's trailers exceed {HEAD_LIMIT} bytes")
+            return
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
@@ -275,6 +310,8 @@ class _Connection(asyncio.Protocol):
             and not self.dead
             and self._error is None
             and self._keep_alive
+            and self.transport is not None
+            and not self.transport.get_write_buffer_size()  # the request went out whole
         ):
             self.reused = True
             self._pool.put(self)
@@ -292,7 +329,7 @@ class Pool:
 
     def __init__(self, resolver: UpstreamResolver) -> None:
         self._resolver = resolver
-        self._idle: dict[Target, list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._ssl: ssl.SSLContext | None = None
 
@@ -300,18 +337,18 @@ class Pool:
         self, url: Target, headers: dict[str, str], body: bytes, connect_timeout: float
     ) -> Response:
         head = _request_head(url, headers, len(body))
-        conn = self._take_idle(url)
+        conn = self._take_idle(url.origin)
         if conn is not None:
             try:
                 return await conn.exchange(head, body)
             except ConnectionBroken:
-                if conn.received:
+                if conn.received or conn.lost_at - conn.sent_at > IDLE_CLOSE_RACE:
                     raise
-                # the server closed the idle connection as it was reused: once more, on a new one
+                # the server's idle close crossed the request: once more, on a new connection
         conn = await self._connect(url, connect_timeout)
         return await conn.exchange(head, body)
 
-    def _take_idle(self, key: Target) -> _Connection | None:
+    def _take_idle(self, key: Origin) -> _Connection | None:
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
@@ -322,8 +359,11 @@ class Pool:
         return None
 
     def put(self, conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
-        self._idle.setdefault(conn.key, []).append(conn)
+        now = conn.idle_since = time.monotonic()
+        idle = self._idle.setdefault(conn.key, [])
+        while idle and now - idle[0].idle_since >= IDLE_TTL:  # the oldest, unused since a burst
+            idle.pop(0).close()
+        idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:
         idle = self._idle.get(conn.key)
@@ -333,26 +373,29 @@ class Pool:
     async def _connect(self, url: Target, within: float) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = url.scheme == "https"
+        conn = _Connection(self, url.origin)
         try:
             async with asyncio.timeout(within):
-                errors: list[str] = []
-                for address in await self._addresses(url.host, url.port):
-                    conn = _Connection(self, url)
-                    try:
-                        await loop.create_connection(
-                            lambda c=conn: c,
-                            address,
-                            url.port,
-                            ssl=self._tls() if tls else None,
-                            server_hostname=url.host if tls else None,
-                        )
-                    except OSError as exc:
-                        errors.append(f"{address}: {exc}")
-                        continue
-                    return conn
+                addresses = await self._addresses(url.host, url.port)
+                sock = await aiohappyeyeballs.start_connection(
+                    [_addr_info(a, url.port) for a in addresses],
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                )
+                try:
+                    await loop.create_connection(
+                        lambda: conn,
+                        sock=sock,
+                        ssl=self._tls() if tls else None,
+                        server_hostname=url.host if tls else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise ConnectionBroken(f"no connection within {within:g}s") from None
-        raise ConnectionBroken("; ".join(errors) or f"{url.host} has no address")
+        except OSError as exc:
+            raise ConnectionBroken(str(exc)) from exc
+        return conn
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         if _is_ip_literal(host):
@@ -393,6 +436,12 @@ def _request_head(url: Target, headers: dict[str, str], length: int) -> bytes:
         return "\r\n".join(lines).encode("latin-1")
     except UnicodeEncodeError as exc:
         raise ConnectionBroken(f"a request header is not Latin-1 text ({exc.reason})") from None
+
+
+def _addr_info(address: str, port: int) -> aiohappyeyeballs.AddrInfoType:
+    if ":" in address:
+        return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, 0))
+    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))
 
 
 def _is_ip_literal(host: str) -> bool:

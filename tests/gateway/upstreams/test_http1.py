@@ -9,10 +9,12 @@ HTTP/1.1 framing as RFC 9112 §6.3 defines it (message body length), which llhtt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -288,6 +290,148 @@ async def test_a_stored_key_with_a_line_break_is_never_sent():
         await upstream.aclose()
 
 
+async def test_bytes_after_an_answer_break_the_connection_instead_of_joining_an_answer():
+    """A hostile upstream appends a second answer: it must not end up in this answer's body or
+    headers, nor be read as the next request's answer (response desync)."""
+
+    async def two_answers(reader, writer):
+        while True:
+            await srv.read_request(reader)
+            writer.write(
+                OK + b"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 9\r\n\r\nSMUGGLED!"
+            )
+            await writer.drain()
+
+    srv = Server(two_answers)
+    async with srv:
+        p = pool()
+        for _ in range(3):
+            resp = await p.post(target(srv.port), {}, b"{}", 5)
+            assert await body_of(resp) == b"{}"
+            assert "X-Smuggled" not in resp.headers
+        assert srv.connections == 3  # each broken connection was closed, never reused
+        p.close()
+
+
+async def test_chunked_trailers_are_dropped_and_bounded():
+    async def trailers(reader, writer):
+        await srv.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n")
+        for i in range(200):  # ~200 KB of trailers
+            writer.write(f"X-Trailer-{i}: {'t' * 1000}\r\n".encode())
+        writer.write(b"\r\n")
+        await writer.drain()
+        await reader.read()
+
+    srv = Server(trailers)
+    async with srv:
+        p = pool()
+        resp = await p.post(target(srv.port), {}, b"{}", 5)
+        with pytest.raises(http1.ConnectionBroken, match="trailers exceed"):
+            await asyncio.wait_for(body_of(resp), 5)
+        assert not [k for k in resp.headers if k.startswith("X-Trailer")]
+        p.close()
+
+
+async def test_a_request_the_upstream_worked_on_before_dying_is_never_sent_twice():
+    """Only a close that crosses the request (within IDLE_CLOSE_RACE) is retried; an upstream
+    that read the request, worked on it and died may have done the work (and billed it)."""
+    seen = []
+
+    async def dies_after_work(reader, writer):
+        seen.append(await srv.read_request(reader))
+        writer.write(OK)
+        await writer.drain()
+        seen.append(await srv.read_request(reader))
+        await asyncio.sleep(0.3)  # generating...
+        writer.transport.abort()
+
+    srv = Server(dies_after_work)
+    async with srv:
+        p = pool()
+        assert await body_of(await p.post(target(srv.port), {}, b'{"n":1}', 5)) == b"{}"
+        with pytest.raises(http1.ConnectionBroken, match="closed the connection"):
+            await p.post(target(srv.port), {}, b'{"n":2}', 5)
+        await asyncio.sleep(0.1)
+        assert seen == [b'{"n":1}', b'{"n":2}'] and srv.connections == 1
+        p.close()
+
+
+async def test_an_answer_before_the_whole_request_was_sent_closes_the_connection():
+    """An upstream refuses an 8 MB body after its head: the unsent rest must not prefix the
+    next request on a pooled connection."""
+
+    async def early(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    srv = Server(early)
+    async with srv:
+        p = pool()
+        resp = await p.post(target(srv.port), {}, b"x" * 8 * 1024 * 1024, 5)
+        assert (resp.status, await body_of(resp)) == (401, b"{}")
+        assert p._take_idle(target(srv.port).origin) is None
+        p.close()
+
+
+async def test_connections_are_shared_by_every_path_of_an_origin():
+    async with Server(OK) as srv:
+        p = pool()
+        for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/rerank"):
+            url = http1.target_of(f"http://127.0.0.1:{srv.port}{path}")
+            assert url is not None
+            assert await body_of(await p.post(url, {}, b"{}", 5)) == b"{}"
+        assert srv.connections == 1
+        p.close()
+
+
+async def test_a_blackholed_first_address_does_not_cost_the_connect_timeout():
+    """Happy Eyeballs (RFC 8305): the next address is tried 0.25 s later, not after the whole
+    connect timeout. 127.0.0.2 is a listener whose accept queue is full (SYNs go nowhere)."""
+    async with Server(OK) as srv:
+        hole = socket.socket()
+        hole.bind(("127.0.0.2", srv.port))
+        hole.listen(0)
+        fillers = []
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.2", srv.port))
+            fillers.append(c)
+        await asyncio.sleep(0.2)
+
+        class TwoAddresses:
+            async def resolve(self, host, port=0, family=socket.AF_INET):
+                return [
+                    {
+                        "hostname": host,
+                        "host": a,
+                        "port": port,
+                        "family": socket.AF_INET,
+                        "proto": 0,
+                        "flags": 0,
+                    }
+                    for a in ("127.0.0.2", "127.0.0.1")
+                ]
+
+            async def close(self):
+                pass
+
+        resolver = UpstreamResolver(Allow.of(()))
+        resolver._inner = TwoAddresses()  # type: ignore[assignment]
+        p = http1.Pool(resolver)
+        started = time.monotonic()
+        resp = await p.post(target(srv.port, host="dual.example"), {}, b"{}", 10)
+        assert await body_of(resp) == b"{}"
+        assert time.monotonic() - started < 5  # not the 10 s connect timeout
+        p.close()
+        for c in (hole, *fillers):
+            c.close()
+
+
 def _certificate(tmp: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -393,6 +537,8 @@ def test_urls_it_leaves_to_aiohttp():
         test_a_body_cut_short_of_its_content_length_is_an_error_not_a_short_answer,
         test_malformed_http_and_a_huge_head_are_errors,
         test_a_fast_upstream_cannot_fill_memory_ahead_of_a_slow_reader,
+        test_bytes_after_an_answer_break_the_connection_instead_of_joining_an_answer,
+        test_a_request_the_upstream_worked_on_before_dying_is_never_sent_twice,
     ],
     ids=lambda f: f.__name__.removeprefix("test_"),
 )
