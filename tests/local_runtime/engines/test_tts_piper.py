@@ -167,7 +167,10 @@ def test_whisper_hears_the_words(engine: PiperEngine, tmp_path: Path, fmt: str) 
     out = tmp_path / f"speech.{fmt}"
     out.write_bytes(b"".join(synth(engine, response_format=fmt)[1]))
     text = heard(out)
-    assert all(word in text.split() for word in WORDS), text
+    # VITS samples noise, so each synthesis differs a little and whisper tiny.en now and then
+    # mishears one word ("lizzy dog", once in a CI run); a broken encoding loses them all
+    missed = [word for word in WORDS if word not in text.split()]
+    assert len(missed) <= 1, text
 
 
 @needs_voice
