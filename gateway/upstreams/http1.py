@@ -62,7 +62,7 @@ class ConnectionBroken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one URL sends its request: the pool key, the Host header and the request target."""
+    """Where one URL sends its request: its origin (the pool key), Host header and request target."""
 
     scheme: str
     host: str  # for DNS and TLS, without brackets
