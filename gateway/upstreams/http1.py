@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import socket
 import ssl
 import time
@@ -43,6 +42,7 @@ import aiohappyeyeballs
 import httptools
 from multidict import CIMultiDict
 
+from gateway.security.ssrf import literal_ip
 from gateway.security.upstream_urls import UpstreamResolver
 
 HEAD_LIMIT = 64 * 1024  # bytes of status line and headers (and of trailers)
@@ -398,8 +398,9 @@ class Pool:
         return conn
 
     async def _addresses(self, host: str, port: int) -> list[str]:
-        if _is_ip_literal(host):
-            return [host]
+        literal = literal_ip(host)
+        if literal is not None:  # any inet_aton form; check_upstream_url checked it, no lookup
+            return [str(literal)]
         key = (host, port)
         now = time.monotonic()
         cached = self._dns.get(key)
@@ -442,11 +443,3 @@ def _addr_info(address: str, port: int) -> aiohappyeyeballs.AddrInfoType:
     if ":" in address:
         return (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, 0))
     return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
